@@ -1,0 +1,92 @@
+# fer-edge: train -> convert -> run on the edge. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CONFIG ?= config.yaml
+export PYTHONPATH := $(CURDIR)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+# Optional overrides (empty = take config.yaml's value)
+DATA ?=
+MODEL ?=
+ARCH ?=
+EPOCHS ?=
+FRESH ?=
+PRECISION ?=
+SOURCE ?=
+LOG ?=
+SPLIT ?= test
+PI ?=
+ARGS ?=
+
+opt = $(if $(strip $(2)),$(1) $(2))
+
+.PHONY: help setup setup-edge train tflite eval run web test bench deploy install-service uninstall-service clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+# ---- virtual environment (created on demand by the targets that need it)
+$(VENV)/.edge-installed: requirements-edge.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-edge.txt
+	@touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt requirements-edge.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@ $(VENV)/.edge-installed
+
+setup: $(VENV)/.dev-installed  ## create .venv with everything (train, convert, edge, tests)
+
+setup-edge: $(VENV)/.edge-installed  ## create .venv with the edge runtime only (no TensorFlow)
+
+# ---- train -> convert
+train: $(VENV)/.dev-installed  ## train on FER-2013 (resumes an interrupted run; FRESH=1 starts over; DATA= ARCH= EPOCHS=)
+	$(PY) -m train --config $(CONFIG) $(call opt,--data,$(DATA)) $(call opt,--arch,$(ARCH)) \
+		$(call opt,--epochs,$(EPOCHS)) $(if $(FRESH),--fresh) $(ARGS)
+
+eval: $(VENV)/.dev-installed  ## evaluate a Keras model: make eval MODEL=runs/<run>/model.keras [DATA=] [SPLIT=test]
+	@test -n "$(MODEL)" || { echo "usage: make eval MODEL=runs/<run>/model.keras [DATA=path] [SPLIT=test|val|train]"; exit 2; }
+	$(PY) -m train.evaluate --config $(CONFIG) --model $(MODEL) --split $(SPLIT) $(call opt,--data,$(DATA)) $(ARGS)
+
+tflite: $(VENV)/.dev-installed  ## convert the newest run's model to int8 TFLite + contract (MODEL= PRECISION=float32)
+	$(PY) -m convert --config $(CONFIG) $(call opt,--model,$(MODEL)) $(call opt,--precision,$(PRECISION)) \
+		$(call opt,--data,$(DATA)) $(ARGS)
+
+# ---- edge
+run: $(VENV)/.edge-installed  ## run the edge loop headless, logging emotions to CSV (SOURCE= LOG= MODEL=)
+	$(PY) -m edge --config $(CONFIG) --headless $(call opt,--source,$(SOURCE)) $(call opt,--log,$(LOG)) \
+		$(call opt,--model,$(MODEL)) $(ARGS)
+
+web: $(VENV)/.edge-installed  ## serve the photo-upload page and API alone on 127.0.0.1:8080
+	$(PY) -m edge.web --config $(CONFIG) $(call opt,--model,$(MODEL)) $(ARGS)
+
+# ---- quality
+test: $(VENV)/.dev-installed  ## run the test suite
+	$(PY) tests/system_deps.py
+	$(PY) -m pytest -q tests $(ARGS)
+
+bench: $(VENV)/.dev-installed  ## run the benchmarks and rewrite BENCHMARKS.md
+	$(PY) tests/system_deps.py
+	$(PY) -m bench $(ARGS)
+
+# ---- service
+deploy:  ## deploy to a Raspberry Pi: make deploy PI=user@host
+	@test -n "$(PI)" || { echo "usage: make deploy PI=user@host"; exit 2; }
+	scripts/deploy.sh $(PI)
+
+install-service:  ## install and start the systemd service on this machine (sudo)
+	scripts/install.sh --local
+
+uninstall-service:  ## stop and remove the systemd service from this machine (sudo)
+	scripts/uninstall.sh
+
+clean:  ## remove caches (keeps runs/ and models/)
+	rm -rf .cache .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Shared pieces every stage reads: labels, preprocessing, config, model contract."""

@@ -1,0 +1,135 @@
+"""The model contract: the sidecar JSON written by convert/ and read by everything downstream.
+
+``models/emotion_int8.tflite`` comes with ``models/emotion_int8.json``. The edge takes labels,
+input geometry and quantisation from here (cross-checked against the interpreter), never from a
+constant of its own.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class ContractError(ValueError):
+    """The contract JSON is missing, malformed, or does not match its model file."""
+
+
+@dataclass(frozen=True)
+class Quant:
+    dtype: str            # "int8" | "uint8" | "float32"
+    scale: float          # 0.0 for float tensors
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    path: Path                       # the JSON file itself
+    model_file: Path                 # the .tflite next to it
+    labels: tuple[str, ...]
+    height: int
+    width: int
+    channels: int
+    input: Quant
+    output: Quant
+    sha256: str
+    precision: str
+    raw: dict = field(repr=False, compare=False)
+
+    @property
+    def metrics(self) -> dict:
+        return self.raw.get("metrics", {})
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def contract_path_for(model_path: str | Path) -> Path:
+    """models/emotion_int8.tflite -> models/emotion_int8.json"""
+    return Path(model_path).with_suffix(".json")
+
+
+def _require(d: dict, key: str, typ, where: str, path: Path):
+    if key not in d:
+        raise ContractError(f"{path}: missing '{where}{key}'. Re-create it with `make tflite`.")
+    val = d[key]
+    if typ is float and isinstance(val, int) and not isinstance(val, bool):
+        val = float(val)
+    if not isinstance(val, typ) or (typ is int and isinstance(val, bool)):
+        raise ContractError(f"{path}: '{where}{key}' = {val!r} should be {typ.__name__}. Re-create it with `make tflite`.")
+    return val
+
+
+def _quant(d: dict, where: str, path: Path) -> Quant:
+    return Quant(dtype=_require(d, "dtype", str, where, path),
+                 scale=_require(d, "scale", float, where, path),
+                 zero_point=_require(d, "zero_point", int, where, path))
+
+
+def parse_contract(raw: dict, path: Path, model_file: Path | None = None) -> ModelContract:
+    if not isinstance(raw, dict):
+        raise ContractError(f"{path}: expected a JSON object")
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ContractError(f"{path}: schema_version {version!r} is not {SCHEMA_VERSION}; re-create it with `make tflite`")
+    labels = _require(raw, "labels", list, "", path)
+    if not labels or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
+        raise ContractError(f"{path}: 'labels' must be a list of distinct non-empty names, got {labels!r}")
+    inp = _require(raw, "input", dict, "", path)
+    out = _require(raw, "output", dict, "", path)
+    tfl = _require(raw, "tflite", dict, "", path)
+    fname = _require(tfl, "file", str, "tflite.", path)
+    mf = model_file if model_file is not None else path.parent / fname
+    c = ModelContract(
+        path=path, model_file=mf, labels=tuple(labels),
+        height=_require(inp, "height", int, "input.", path),
+        width=_require(inp, "width", int, "input.", path),
+        channels=_require(inp, "channels", int, "input.", path),
+        input=_quant(inp, "input.", path), output=_quant(out, "output.", path),
+        sha256=_require(tfl, "sha256", str, "tflite.", path),
+        precision=_require(raw, "precision", str, "", path), raw=raw)
+    if c.channels != 1 or c.height < 8 or c.width < 8:
+        raise ContractError(f"{path}: input {c.height}x{c.width}x{c.channels} is not a grayscale image input")
+    return c
+
+
+def load_contract(model_path: str | Path, verify_sha256: bool = True) -> ModelContract:
+    """Load and check the contract next to ``model_path`` (a .tflite file)."""
+    model_path = Path(model_path)
+    cpath = contract_path_for(model_path)
+    if not model_path.is_file():
+        raise ContractError(f"model file {model_path} not found. Run `make tflite` or pass --model PATH.")
+    if not cpath.is_file():
+        raise ContractError(f"model contract {cpath} not found next to {model_path}. "
+                            "Models must be made with `make tflite`, which writes both files.")
+    try:
+        raw = json.loads(cpath.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ContractError(f"{cpath}: not readable JSON ({exc}). Re-create it with `make tflite`.") from exc
+    c = parse_contract(raw, cpath, model_file=model_path)
+    if verify_sha256:
+        actual = sha256_file(model_path)
+        if actual != c.sha256:
+            raise ContractError(f"{model_path} does not match its contract {cpath}: sha256 {actual[:12]}... "
+                                f"!= {c.sha256[:12]}... The model file was changed or corrupted; "
+                                "copy both files again or re-run `make tflite`.")
+    return c
+
+
+def write_contract(data: dict[str, Any], path: str | Path) -> Path:
+    """Write the contract atomically (tmp file + rename)."""
+    path = Path(path)
+    data = {"schema_version": SCHEMA_VERSION, **data}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
