@@ -58,6 +58,19 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def trim_history(path: Path, epochs_done: int) -> None:
+    """Drop history rows of epochs after the last saved checkpoint (a kill between the CSV row and
+    the checkpoint would otherwise leave a duplicate row when the epoch is trained again)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [ln for ln in lines[1:] if ln.split(",", 1)[0].isdigit() and int(ln.split(",", 1)[0]) < epochs_done]
+    if keep != lines:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)
+
+
 # ---------------------------------------------------------------- precision
 def pick_precision(setting: str) -> str:
     """'auto' -> mixed_bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX, ~2x faster here),
@@ -229,8 +242,12 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None) -> Path
         cfg = saved
         tcfg, dcfg = cfg["train"], cfg["data"]
         state = json.loads((run_dir / STATE_FILE).read_text())
+        trim_history(run_dir / "history.csv", state["epoch"])
         print(f"resuming {run_dir} after epoch {state['epoch']}/{tcfg['epochs']} (make train FRESH=1 starts over)")
-    else:
+    # the data first: a missing or broken dataset must not leave an empty run directory behind
+    data = load_fer(resolve_path(dcfg["root"]), resolve_path(dcfg["cache_dir"]), dcfg["val_fraction"],
+                    dcfg["seed"], dcfg["test_subset"], dcfg["max_per_class"])
+    if not resuming:
         run_dir = new_run_dir(runs_dir, tcfg["arch"])
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         state = {"status": "training", "epoch": 0, "arch": tcfg["arch"], "started": datetime.now().isoformat()}
@@ -242,9 +259,6 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None) -> Path
     precision = pick_precision(tcfg["precision"])
     keras.mixed_precision.set_global_policy(precision)
     state["precision"] = precision
-
-    data = load_fer(resolve_path(dcfg["root"]), resolve_path(dcfg["cache_dir"]), dcfg["val_fraction"],
-                    dcfg["seed"], dcfg["test_subset"], dcfg["max_per_class"])
     state["data"] = {"form": data.form, "source": data.source, "train": data.train.counts(),
                      "val": data.val.counts(), "test": data.test.counts()}
     from train.plots import plot_class_distribution

@@ -1,0 +1,102 @@
+"""config.yaml is complete and the validator names the key and value of every problem (exit code 2)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from common.config import DEFAULT_CONFIG, SCHEMA, ConfigError, defaults, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _leaf_paths(d: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in d.items():
+        p = f"{prefix}.{k}" if prefix else k
+        out |= _leaf_paths(v, p) if isinstance(v, dict) else {p}
+    return out
+
+
+def test_config_yaml_sets_every_key_and_matches_schema_defaults():
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    assert _leaf_paths(raw) == _leaf_paths(SCHEMA), "config.yaml and common/config.py SCHEMA disagree"
+    cfg = load_config(DEFAULT_CONFIG)
+    assert cfg["train"]["arch"] == "default"
+
+
+def test_every_key_in_config_yaml_is_commented():
+    for line in DEFAULT_CONFIG.read_text().splitlines():
+        s = line.strip()
+        if s and not s.startswith("#") and not s.endswith(":"):
+            assert "#" in s, f"config.yaml line without a comment: {line!r}"
+
+
+def _write(tmp_path: Path, raw: dict) -> Path:
+    p = tmp_path / "config.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+@pytest.mark.parametrize("mutate, key, words", [
+    (lambda c: c["train"].__setitem__("epochz", 3), "train.epochz", ["unknown"]),
+    (lambda c: c.__setitem__("trian", {}), "trian", ["unknown"]),
+    (lambda c: c["train"].__setitem__("epochs", "ten"), "train.epochs", ["'ten'", "integer"]),
+    (lambda c: c["train"]["augment"].__setitem__("hflip", "yes"), "train.augment.hflip", ["true/false"]),
+    (lambda c: c["data"].__setitem__("val_fraction", 0.9), "data.val_fraction", ["0.9", "maximum"]),
+    (lambda c: c["edge"]["detector"].__setitem__("min_neighbors", -1), "edge.detector.min_neighbors", ["-1", "minimum"]),
+    (lambda c: c["train"].__setitem__("arch", "resnet9000"), "train.arch", ["resnet9000", "default"]),
+    (lambda c: c["web"].__setitem__("port", 70000), "web.port", ["70000"]),
+    (lambda c: c.__setitem__("edge", [1, 2]), "edge", ["mapping"]),
+])
+def test_validator_names_key_and_value(tmp_path, mutate, key, words):
+    raw = defaults()
+    mutate(raw)
+    with pytest.raises(ConfigError) as exc:
+        load_config(_write(tmp_path, raw))
+    msg = str(exc.value)
+    assert f"'{key}'" in msg
+    for w in words:
+        assert w in msg
+
+
+def test_ints_are_accepted_for_floats_but_bools_are_not_ints(tmp_path):
+    raw = defaults()
+    raw["train"]["learning_rate"] = 1
+    assert load_config(_write(tmp_path, raw))["train"]["learning_rate"] == 1.0
+    raw["train"]["epochs"] = True
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_config(_write(tmp_path, raw))
+
+
+def test_overrides_are_validated_too():
+    cfg = load_config(None, ["train.epochs=3", ("data.root", "/x")])
+    assert cfg["train"]["epochs"] == 3 and cfg["data"]["root"] == "/x"
+    with pytest.raises(ConfigError, match="train.nope"):
+        load_config(None, ["train.nope=1"])
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_config(None, ["train.epochs=0"])
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize("args, key", [
+    (["--set", "train.epochz=3"], "train.epochz"),
+    (["--epochs", "0"], "train.epochs"),
+    (["--arch", "nope"], "train.arch"),
+])
+def test_train_cli_exits_2_naming_the_key(args, key):
+    r = subprocess.run([sys.executable, "-m", "train", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert key in r.stderr
+    assert "tensorflow" not in r.stderr.lower()  # caught before anything heavy starts

@@ -1,0 +1,95 @@
+"""A real (tiny) training run on real FER images: every output file, a falling loss, and resume
+after a kill -9 in the middle of training."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ["--arch", "tiny", "--set", "data.max_per_class=40", "--set", "train.bn_momentum=0.9",
+         "--set", "train.batch_size=32", "--set", "train.warmup_epochs=0", "--set", "train.learning_rate=0.01",
+         "--set", "train.precision=float32", "--set", "train.verbose=2", "--set", "train.augment.erasing_prob=0"]
+
+
+def _train(tmp_path: Path, fer_root: Path, *extra: str, **kw) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "train", "--data", str(fer_root), *SMOKE,
+           "--set", f"train.runs_dir={tmp_path / 'runs'}", "--set", f"data.cache_dir={ROOT / '.cache' / 'fer2013'}", *extra]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _history(run: Path) -> list[dict]:
+    with open(run / "history.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_smoke_run_writes_every_output_and_loss_falls(tmp_path, fer_root):
+    p = _train(tmp_path, fer_root, "--epochs", "4", "--set", "train.export_seed_format=true")
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    (run,) = (tmp_path / "runs").iterdir()
+    for name in ("model.keras", "last.keras", "history.csv", "config.yaml", "class_distribution.png",
+                 "history.png", "report.json", "report.md", "confusion_matrix.png", "correct.png",
+                 "misclassified.png", "state.json", "model.json", "model.weights.h5"):
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, f"{name} missing"
+    hist = _history(run)
+    assert [int(r["epoch"]) for r in hist] == [0, 1, 2, 3]
+    assert float(hist[-1]["loss"]) < float(hist[0]["loss"]), hist
+    report = json.loads((run / "report.json").read_text())
+    assert report["n"] == 280 and 0 <= report["accuracy"] <= 1
+    assert set(report["per_class"]) == {"angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"}
+    assert len(report["confusion_matrix"]) == 7 and sum(map(sum, report["confusion_matrix"])) == 280
+    assert json.loads((run / "state.json").read_text())["status"] == "finished"
+    assert "Evaluation on test" in (run / "report.md").read_text()
+
+
+def test_killed_run_resumes_from_last_epoch(tmp_path, fer_root):
+    p = _train(tmp_path, fer_root, "--epochs", "5", "--fresh", start_new_session=True)
+    state = None
+    deadline = time.time() + 600
+    while time.time() < deadline and p.poll() is None:
+        runs = list((tmp_path / "runs").glob("*/state.json"))
+        if runs:
+            try:
+                state = json.loads(runs[0].read_text())
+            except json.JSONDecodeError:
+                state = None
+            if state and state.get("epoch", 0) >= 2:
+                break
+        time.sleep(0.2)
+    assert p.poll() is None, "training ended before it could be interrupted:\n" + p.communicate()[0]
+    os.killpg(p.pid, signal.SIGKILL)                    # a power cut, not a polite Ctrl-C
+    p.wait()
+    (run,) = (tmp_path / "runs").iterdir()
+    done = json.loads((run / "state.json").read_text())["epoch"]
+    assert 2 <= done < 5
+
+    p2 = _train(tmp_path, fer_root, "--epochs", "5")
+    out, _ = p2.communicate(timeout=600)
+    assert p2.returncode == 0, out
+    assert f"resuming {run} after epoch {done}/5" in out
+    assert f"Epoch {done + 1}/5" in out and "Epoch 1/5" not in out
+    assert list((tmp_path / "runs").iterdir()) == [run]          # no second run directory
+    assert [int(r["epoch"]) for r in _history(run)] == [0, 1, 2, 3, 4]
+    assert json.loads((run / "state.json").read_text())["status"] == "finished"
+
+    p3 = _train(tmp_path, fer_root, "--epochs", "1", "--fresh")  # FRESH=1 starts a new run
+    out, _ = p3.communicate(timeout=600)
+    assert p3.returncode == 0, out and "new run:" in out
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "train", "--data", str(tmp_path / "nowhere"), "--arch", "tiny",
+                        "--set", f"train.runs_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert r.returncode == 2
+    assert "does not exist" in r.stderr and "DATA=" in r.stderr
