@@ -79,13 +79,13 @@ bench: $(VENV)/.dev-installed  ## run the benchmarks and rewrite BENCHMARKS.md
 # ---- service
 deploy:  ## deploy to a Raspberry Pi: make deploy PI=user@host
 	@test -n "$(PI)" || { echo "usage: make deploy PI=user@host"; exit 2; }
-	scripts/deploy.sh $(PI)
+	scripts/deploy.sh $(PI) $(ARGS)
 
 install-service:  ## install and start the systemd service on this machine (sudo)
-	scripts/install.sh --local
+	scripts/install.sh $(ARGS)
 
-uninstall-service:  ## stop and remove the systemd service from this machine (sudo)
-	scripts/uninstall.sh
+uninstall-service:  ## stop and remove the systemd service from this machine (keeps the CSV log; ARGS=--purge deletes it)
+	scripts/uninstall.sh $(ARGS)
 
 clean:  ## remove caches (keeps runs/ and models/)
 	rm -rf .cache .pytest_cache

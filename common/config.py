@@ -106,7 +106,7 @@ SCHEMA: dict[str, Any] = {
             "reconnect_backoff_max_s": F((int, float), 30.0, min=0.0, max=3600),
         },
         "detector": {
-            "scale_factor": F(float, 1.1, min=1.01, max=2.0),
+            "scale_factor": F(float, 1.2, min=1.01, max=2.0),
             "min_neighbors": F(int, 5, min=0, max=100),
             "min_size": F(int, 40, min=8, max=4096),
             "max_faces": F(int, 5, min=1, max=100),

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 
-PACKAGES = {"Xvfb": "xvfb", "xauth": "xauth", "chromium": "chromium", "systemd-analyze": "systemd"}
+PACKAGES = {"Xvfb": "xvfb", "xauth": "xauth", "chromium": "chromium", "systemd-analyze": "systemd", "rsync": "rsync"}
 
 
 def main() -> int:

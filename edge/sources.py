@@ -1,0 +1,319 @@
+"""Frame sources (camera, picamera2, video file, image file/folder, RTSP/HTTP URL) and the capture
+thread that reads them.
+
+A source is anything with ``open()``, ``read()`` and ``close()`` (the ``FrameSource`` protocol), so
+tests can hand the loop a fake camera. ``read`` returns a ``Grab``, ``None`` at the end of the
+stream (or when a live source stops delivering), or raises ``CorruptFrame`` for one bad frame.
+The ``Capture`` thread only reads and queues, as in Frigate: a read that hangs in a driver can
+never hang the loop, which waits on the queue with a timeout.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"})
+
+
+class SourceError(RuntimeError):
+    """A source cannot be opened; the message names it and says what to do."""
+
+
+class CorruptFrame(ValueError):
+    """One frame could not be decoded or has an unusable format; the stream goes on."""
+
+
+@dataclass(frozen=True)
+class Grab:
+    """One image as read from a source. ``label`` is what the CSV 'source' column shows."""
+    image: np.ndarray
+    label: str
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    name: str        # for messages: the device, file or URL
+    live: bool       # True: camera/stream, reconnect when it stops; False: its end ends the run
+
+    def open(self) -> None: ...
+    def read(self) -> Grab | None: ...
+    def close(self) -> None: ...
+
+
+def normalize_image(image, what: str) -> np.ndarray:
+    """Make ``image`` uint8 gray, BGR or BGRA; raise CorruptFrame for anything unusable."""
+    if not isinstance(image, np.ndarray) or image.size == 0:
+        raise CorruptFrame(f"{what}: empty or undecodable frame")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)            # 16-bit PNG/TIFF: keep the high byte
+    elif image.dtype != np.uint8:
+        if not np.issubdtype(image.dtype, np.number):
+            raise CorruptFrame(f"{what}: pixel type {image.dtype} is not an image")
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4)):
+        return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    raise CorruptFrame(f"{what}: frame shape {image.shape} is not gray, BGR or BGRA")
+
+
+class OpenCvSource:
+    """cv2.VideoCapture: a camera index or /dev/videoN, a video file, or an rtsp/http URL."""
+
+    def __init__(self, target: int | str, live: bool, loop: bool = False,
+                 width: int = 0, height: int = 0, fps: int = 0):
+        self.target, self.live, self.loop = target, live, loop
+        self.size = (width, height, fps)
+        self.name = f"camera {target}" if isinstance(target, int) else str(target)
+        self._cap = None
+
+    def open(self) -> None:
+        cap = cv2.VideoCapture(self.target)
+        if not cap.isOpened():
+            cap.release()
+            hint = ("check that the camera is connected and not used by another program (`v4l2-ctl --list-devices`)"
+                    if self.live and not str(self.target).count("://") else
+                    "check the URL and that the stream is up" if self.live else
+                    "the file is not a video OpenCV can decode (corrupt or an unknown codec)")
+            raise SourceError(f"cannot open source {self.name}: {hint}")
+        if self.live and isinstance(self.target, int) or str(self.target).startswith("/dev/"):
+            w, h, fps = self.size
+            if w and h:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, w)
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, h)
+            if fps:
+                cap.set(cv2.CAP_PROP_FPS, fps)
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)   # newest frame, not a backlog
+        self._cap = cap
+
+    def read(self) -> Grab | None:
+        cap = self._cap
+        if cap is None:
+            return None
+        ok, image = cap.read()
+        if not ok and self.loop and not self.live:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = cap.read()
+        if not ok:
+            return None
+        return Grab(normalize_image(image, self.name), self.name)
+
+    def close(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+
+class ImageSource:
+    """One image file, or every image of a folder (sorted by name); each image is one frame."""
+
+    live = False
+
+    def __init__(self, path: str | Path, loop: bool = False):
+        self.path, self.loop = Path(path), loop
+        self.name = str(self.path)
+        self._files: list[Path] = []
+        self._pos = 0
+
+    def open(self) -> None:
+        if self.path.is_dir():
+            self._files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            if not self._files:
+                raise SourceError(f"image folder {self.path} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        elif self.path.is_file():
+            self._files = [self.path]
+        else:
+            raise SourceError(f"image source {self.path} not found")
+        self._pos = 0
+
+    def read(self) -> Grab | None:
+        if self._pos >= len(self._files):
+            if not self.loop or not self._files:
+                return None
+            self._pos = 0
+        path = self._files[self._pos]
+        self._pos += 1
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise CorruptFrame(f"{path}: not a readable image")
+        return Grab(normalize_image(image, str(path)), str(path))
+
+    def close(self) -> None:
+        self._files = []
+
+
+class PiCameraSource:
+    """The Raspberry Pi camera through picamera2 (apt: python3-picamera2; never from pip)."""
+
+    live = True
+
+    def __init__(self, width: int = 640, height: int = 480, fps: int = 30):
+        self.size = (width, height, fps)
+        self.name = "picamera2"
+        self._cam = None
+
+    def open(self) -> None:
+        try:
+            picamera2 = importlib.import_module("picamera2")
+        except ImportError as exc:
+            raise SourceError("source picamera2: the picamera2 module is not installed. On Raspberry Pi OS: "
+                              "`sudo apt install python3-picamera2` and create the venv with "
+                              "--system-site-packages; elsewhere use --source 0 (a USB camera).") from exc
+        w, h, fps = self.size
+        try:
+            cam = picamera2.Picamera2()
+        except IndexError as exc:    # its way of saying "no camera"
+            raise SourceError("source picamera2: no camera detected. Check the ribbon cable and "
+                              "`rpicam-hello --list-cameras`, or use --source 0 for a USB camera.") from exc
+        try:
+            # RGB888 is B,G,R in memory: exactly OpenCV's BGR, no conversion needed.
+            cam.configure(cam.create_video_configuration(main={"size": (w, h), "format": "RGB888"},
+                                                         controls={"FrameRate": fps}))
+            cam.start()
+        except Exception as exc:
+            cam.close()
+            raise SourceError(f"source picamera2: cannot start the camera at {w}x{h}: {exc}") from exc
+        self._cam = cam
+
+    def read(self) -> Grab | None:
+        cam = self._cam
+        if cam is None:
+            return None
+        try:
+            image = cam.capture_array("main")
+        except Exception:
+            return None
+        return Grab(normalize_image(image, self.name), self.name)
+
+    def close(self) -> None:
+        cam, self._cam = self._cam, None
+        if cam is not None:
+            try:
+                cam.stop()
+            finally:
+                cam.close()
+
+
+def is_raspberry_pi() -> bool:
+    """True on a Raspberry Pi (by the device-tree model string)."""
+    try:
+        return "raspberry pi" in Path("/proc/device-tree/model").read_text(errors="ignore").lower()
+    except OSError:
+        return False
+
+
+def make_source(spec: int | str, cam_cfg: dict, loop: bool = False) -> FrameSource:
+    """Pick the source for ``edge.source`` / ``--source`` (see config.yaml). Raises SourceError."""
+    w, h, fps = cam_cfg["width"], cam_cfg["height"], cam_cfg["fps"]
+    s = str(spec).strip()
+    if s == "auto":
+        if is_raspberry_pi() and importlib.util.find_spec("picamera2") is not None:
+            return PiCameraSource(w, h, fps)
+        return OpenCvSource(0, live=True, width=w, height=h, fps=fps)
+    if s in ("picamera", "picamera2"):
+        return PiCameraSource(w, h, fps)
+    if s.isdigit():
+        return OpenCvSource(int(s), live=True, width=w, height=h, fps=fps)
+    if s.startswith("/dev/video"):
+        if not Path(s).exists():
+            raise SourceError(f"camera {s} not found: list cameras with `ls /dev/video*` or `v4l2-ctl --list-devices`")
+        return OpenCvSource(s, live=True, width=w, height=h, fps=fps)
+    if "://" in s:
+        return OpenCvSource(s, live=True)
+    p = Path(s)
+    if p.is_dir() or (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
+        return ImageSource(p, loop=loop)
+    if p.is_file():
+        return OpenCvSource(str(p), live=False, loop=loop)
+    raise SourceError(f"source {s} not found: pass a camera index (0), /dev/videoN, a video or image file, "
+                      "a folder of images or an rtsp:// / http:// URL (--source or edge.source)")
+
+
+@dataclass(frozen=True)
+class Item:
+    """What the capture thread hands the loop: kind is 'frame', 'corrupt', 'end' or 'error'."""
+    kind: str
+    grab: Grab | None = None
+    timestamp: datetime | None = None
+    read_ms: float = 0.0
+    message: str = ""
+
+
+class Capture:
+    """Reads a source in a daemon thread into a bounded queue.
+
+    Live sources drop the oldest queued frame when the loop is behind (counted in ``dropped``):
+    the loop should work on the newest picture. Files and folders wait instead (no frame lost).
+    """
+
+    def __init__(self, source: FrameSource, queue_size: int = 2):
+        self.source = source
+        self.dropped = 0
+        self._q: queue.Queue[Item] = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"capture {source.name}", daemon=True)
+
+    def start(self) -> "Capture":
+        self._thread.start()
+        return self
+
+    def _put(self, item: Item) -> None:
+        if self.source.live:
+            while not self._stop.is_set():
+                try:
+                    self._q.put_nowait(item)
+                    return
+                except queue.Full:
+                    try:
+                        self._q.get_nowait()
+                        self.dropped += 1
+                    except queue.Empty:
+                        pass
+        else:
+            while not self._stop.is_set():
+                try:
+                    self._q.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                grab = self.source.read()
+            except CorruptFrame as exc:
+                self._put(Item("corrupt", message=str(exc)))
+                continue
+            except Exception as exc:     # a driver/library error: the loop decides (reconnect or end)
+                self._put(Item("error", message=f"{type(exc).__name__}: {exc}"))
+                return
+            if self._stop.is_set():
+                return
+            if grab is None:
+                self._put(Item("end"))
+                return
+            self._put(Item("frame", grab, datetime.now(timezone.utc), (time.perf_counter() - t0) * 1e3))
+
+    def get(self, timeout: float) -> Item | None:
+        """The next item, or None when nothing arrived within ``timeout`` seconds."""
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def stop(self, join_s: float = 1.0) -> bool:
+        """Ask the thread to stop; True if it ended (a read hung in a driver may not return)."""
+        self._stop.set()
+        self._thread.join(join_s)
+        return not self._thread.is_alive()

@@ -1,0 +1,24 @@
+"use strict";
+// The token the page was opened with (?token=...), forwarded to every request it makes.
+const TOKEN = new URLSearchParams(location.search).get("token");
+function withToken(url) {
+  return TOKEN ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(TOKEN) : url;
+}
+function authHeaders() { return TOKEN ? { "Authorization": "Bearer " + TOKEN } : {}; }
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+function pct(x) { return (100 * x).toFixed(0) + "%"; }
+// One row per face: id, emotion, confidence bar, box.
+function faceRows(tbody, faces) {
+  tbody.replaceChildren(...faces.map(f => el("tr", { "class": "face", "data-label": f.label },
+    el("td", {}, "#" + f.face_id),
+    el("td", { "class": "emotion" }, f.label),
+    el("td", {}, el("div", { "class": "bar", title: pct(f.confidence) },
+      el("span", { style: "width:" + pct(f.confidence) })), pct(f.confidence)),
+    el("td", { "class": "muted" }, `${f.box.w}x${f.box.h} at ${f.box.x},${f.box.y}`))));
+}
+document.querySelectorAll("a[data-nav]").forEach(a => a.href = withToken(a.getAttribute("href")));

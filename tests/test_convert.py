@@ -1,0 +1,208 @@
+"""The converter on real models and real FER faces: full-int8 output, the parity gate, and the
+rejection of bad inputs with exit code 2 and a message that names the file and the fix."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.contract import load_contract, sha256_file
+from common.labels import LABELS
+from tests.conftest import CACHE_DIR, ROOT, TINY_CONVERT, TINY_TRAIN
+
+
+def _cli_args(fer_root: Path, out_dir: Path, *extra: str) -> list[str]:
+    """`python -m convert` arguments converting into out_dir with the tiny fixture's settings."""
+    sets = {**TINY_CONVERT, "data.cache_dir": str(CACHE_DIR), "data.max_per_class": TINY_TRAIN["data.max_per_class"],
+            "convert.output_dir": str(out_dir)}
+    args = ["--data", str(fer_root)]
+    for k, v in sets.items():
+        args += ["--set", f"{k}={v}"]
+    return args + list(extra)
+
+
+def _convert(*args: str) -> int:
+    from convert.__main__ import main
+    return main(list(args))
+
+
+# ------------------------------------------------------------------ a good model
+def test_tiny_model_converts_to_full_int8_with_a_valid_contract(tiny_tflite, tiny_keras_model):
+    from common.interpreter import make_interpreter
+    c = load_contract(tiny_tflite)                     # parses and checks the sha256
+    raw = json.loads(c.path.read_text())
+    assert c.labels == LABELS and c.precision == "int8"
+    assert (c.height, c.width, c.channels) == (48, 48, 1)
+    assert c.input.dtype == c.output.dtype == "int8" and c.input.scale > 0 and c.output.scale > 0
+    assert raw["input"]["pixels"] == "grayscale 0-255, raw (the model rescales)"
+    assert raw["tflite"]["file"] == tiny_tflite.name
+    assert raw["tflite"]["sha256"] == sha256_file(tiny_tflite)
+    assert raw["tflite"]["size_bytes"] == tiny_tflite.stat().st_size
+    names = {op["name"] for op in raw["tflite"]["ops"]}
+    assert {"CONV_2D", "FULLY_CONNECTED", "SOFTMAX"} <= names
+    assert all(isinstance(op["version"], int) and op["version"] >= 1 for op in raw["tflite"]["ops"])
+    assert raw["tflite"]["min_runtime_version"][0].isdigit()
+    assert raw["source"]["arch"] == "tiny" and raw["source"]["keras_sha256"] == sha256_file(tiny_keras_model)
+    cal = raw["calibration"]
+    assert cal["images"] == 140 == sum(cal["per_class"].values())
+    assert set(cal["per_class"]) == set(LABELS) and min(cal["per_class"].values()) == 20   # balanced
+    assert raw["created"] and raw["tools"]["ai-edge-litert"]
+
+    # Full integer: every tensor the interpreter holds is an integer (no dynamic-range float ops).
+    interp = make_interpreter(tiny_tflite)
+    float_tensors = [t["name"] for t in interp.get_tensor_details() if np.dtype(t["dtype"]).kind == "f"]
+    assert float_tensors == []
+    detail = interp.get_input_details()[0]
+    assert tuple(detail["shape"]) == (1, 48, 48, 1)
+    assert detail["quantization"] == pytest.approx((c.input.scale, c.input.zero_point))
+
+
+def test_parity_gate_passes_and_metrics_are_recorded(tiny_tflite):
+    m = load_contract(tiny_tflite).metrics
+    assert m["test_images"] == 956                      # 150 per class, disgust has only 56 test faces
+    for key in ("float", "int8"):
+        assert 0 < m[key]["accuracy"] <= 1 and 0 <= m[key]["macro_f1"] <= 1
+        assert set(m[key]["per_class_f1"]) == set(LABELS)
+    assert m["top1_agreement"] >= TINY_CONVERT["convert.min_agreement"]
+    assert m["top1_drop_points"] <= TINY_CONVERT["convert.max_top1_drop"]
+    assert m["top1_drop_points"] == pytest.approx((m["float"]["accuracy"] - m["int8"]["accuracy"]) * 100, abs=0.01)
+    assert m["gate"] == {"max_top1_drop": 3.0, "min_agreement": 0.9}
+
+
+def _exploding_copy(keras_path: Path, out: Path, gain: float = 1000.0) -> Path:
+    """The same network with one channel of the last conv block `gain` times larger and the head's
+    weights for it `gain` times smaller. ReLU and average pooling are linear for positive
+    factors, so the float model predicts what the original does; int8, with one scale per
+    activation tensor, must stretch that tensor's range over the exploding channel and rounds
+    every other channel to zero."""
+    import keras
+    m = keras.models.load_model(keras_path, compile=False)
+    bn = m.get_layer("s3_bn")
+    gamma, beta, mean, var = bn.get_weights()
+    gamma[0] *= gain
+    beta[0] *= gain
+    bn.set_weights([gamma, beta, mean, var])
+    head = m.get_layer("probs")
+    w, b = head.get_weights()
+    w[0] /= gain
+    head.set_weights([w, b])
+    m.save(out)
+    return out
+
+
+def test_parity_gate_rejects_a_model_whose_activations_explode(tiny_keras_model, fer_root, tmp_path, capsys):
+    broken = _exploding_copy(tiny_keras_model, tmp_path / "exploding.keras")
+    out_dir = tmp_path / "models"
+    out_dir.mkdir()
+    (out_dir / "keep.txt").write_text("an older model would stay")
+    rc = _convert("--model", str(broken), *_cli_args(fer_root, out_dir))
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "failed the parity gate" in err and "agreement" in err and str(broken) in err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["keep.txt"]   # no model, no contract, no temp file
+
+
+def test_float32_precision_writes_a_float_contract(tiny_keras_model, fer_root, tmp_path):
+    rc = _convert("--model", str(tiny_keras_model), "--precision", "float32", *_cli_args(fer_root, tmp_path))
+    assert rc == 0
+    c = load_contract(tmp_path / "emotion_float32.tflite")
+    assert c.precision == "float32" and c.input.dtype == c.output.dtype == "float32"
+    assert (c.input.scale, c.input.zero_point, c.output.scale, c.output.zero_point) == (0.0, 0, 0.0, 0)
+    assert c.raw["calibration"] is None
+    assert c.metrics["top1_agreement"] >= 0.99          # float32 TFLite = Keras up to rounding
+
+
+# ------------------------------------------------------------------ bad inputs -> exit 2
+def _keras_model(path: Path, input_shape: tuple, outputs: int) -> Path:
+    import keras
+    from keras import layers
+    inp = keras.Input(input_shape)
+    x = layers.Conv2D(4, 3)(layers.Rescaling(1 / 255)(inp))
+    out = layers.Dense(outputs, activation="softmax")(layers.GlobalAveragePooling2D()(x))
+    keras.Model(inp, out).save(path)
+    return path
+
+
+@pytest.mark.parametrize("shape,outputs,message", [
+    ((64, 64, 3), 7, "model input is 64x64x3, the edge feeds 48x48x1"),
+    ((48, 48, 1), 5, "model output shape (5,) does not match the 7 labels"),
+])
+def test_wrong_shape_models_are_rejected(shape, outputs, message, fer_root, tmp_path, capsys):
+    model = _keras_model(tmp_path / "wrong.keras", shape, outputs)
+    rc = _convert("--model", str(model), *_cli_args(fer_root, tmp_path / "out"))
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert message in err and str(model) in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_missing_and_corrupt_keras_files_are_rejected(fer_root, tmp_path, capsys):
+    missing = tmp_path / "nope.keras"
+    assert _convert("--model", str(missing), *_cli_args(fer_root, tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert f"Keras model {missing} not found" in err and "MODEL=" in err
+
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a zip archive" + os.urandom(256))
+    assert _convert("--model", str(corrupt), *_cli_args(fer_root, tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert f"cannot load Keras model {corrupt}" in err and "re-train" in err
+
+
+def test_missing_calibration_data_is_rejected(tiny_keras_model, tmp_path, capsys):
+    nowhere = tmp_path / "no-fer-here"
+    rc = _convert("--model", str(tiny_keras_model), "--data", str(nowhere),
+                  "--set", f"convert.output_dir={tmp_path / 'out'}")
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "calibration data" in err and str(nowhere) in err and "DATA=" in err
+
+
+def test_cli_process_exit_code_for_bad_config(tmp_path):
+    """The real `python -m convert` process: config errors exit 2 naming the key."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    r = subprocess.run([sys.executable, "-m", "convert", "--set", "convert.calibration_size=3"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert "convert.calibration_size" in r.stderr
+
+
+# ------------------------------------------------------------------ model choice and calibration
+def _run(runs: Path, name: str, status: str | None, model: bool = True) -> Path:
+    d = runs / name
+    d.mkdir(parents=True)
+    if status is not None:
+        (d / "state.json").write_text(json.dumps({"status": status}))
+    if model:
+        (d / "model.keras").write_bytes(b"x")
+    return d
+
+
+def test_auto_model_is_the_newest_finished_run(tmp_path):
+    from convert.errors import ConvertInputError
+    from convert.source import newest_finished_run
+    runs = tmp_path / "runs"
+    with pytest.raises(ConvertInputError, match="no finished training run"):
+        newest_finished_run(runs)
+    _run(runs, "20260101-000000-default", "finished")
+    want = _run(runs, "20260301-000000-tiny", "finished")
+    _run(runs, "20260401-000000-default", "training")           # still running
+    _run(runs, "20260501-000000-default", "finished", model=False)
+    _run(runs, "20260601-000000-default", None)                 # no state.json
+    assert newest_finished_run(runs) == want / "model.keras"
+
+
+def test_calibration_indices_are_balanced_and_fill_from_big_classes():
+    from convert.calibration import balanced_indices
+    idx = balanced_indices(np.repeat(np.arange(7), 500), 140, seed=1)
+    assert np.bincount(np.repeat(np.arange(7), 500)[idx], minlength=7).tolist() == [20] * 7
+    y = np.repeat(np.arange(7), [500, 10, 500, 500, 500, 500, 500])   # a rare class like disgust
+    idx = balanced_indices(y, 700, seed=1)
+    counts = np.bincount(y[idx], minlength=7)
+    assert counts[1] == 10 and counts.sum() == 700 and counts.max() - counts[[0, 2, 3, 4, 5, 6]].min() <= 1
+    assert len(np.unique(idx)) == idx.size
