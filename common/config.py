@@ -96,6 +96,7 @@ SCHEMA: dict[str, Any] = {
         "log": F(str, "logs/emotions.csv"),
         "max_frames": F(int, 0, min=0),
         "threads": F(int, 1, min=1, max=16),
+        "flip_tta": F(bool, False),
         "camera": {
             "width": F(int, 640, min=16, max=8192),
             "height": F(int, 480, min=16, max=8192),

@@ -25,7 +25,7 @@ from convert.calibration import CalibrationSet, load_calibration
 from convert.errors import ConvertInputError, ParityError
 from convert.quantize import to_tflite
 from convert.source import load_keras_model, resolve_model_path, run_info
-from convert.verify import gate_failures, latency_ms, parity_metrics, tflite_predict
+from convert.verify import gate_failures, latency_ms, mirrored, parity_metrics, tflite_predict
 
 PIXELS = "grayscale 0-255, raw (the model rescales)"
 LATENCY_RUNS = 300
@@ -118,18 +118,21 @@ def convert(cfg: dict, log=print) -> ConvertResult:
                               f"{np.dtype(out['dtype']).name} output instead of int8")
 
         log(f"verifying on {len(test)} test faces (float Keras vs {precision} TFLite) ...")
-        float_probs = predict_probs(model, test.x)
+        flipped = mirrored(test.x)
+        float_probs, float_flip = predict_probs(model, test.x), predict_probs(model, flipped)
         try:
-            tfl_probs = tflite_predict(tmp, test.x)
+            tfl_probs, tfl_flip = tflite_predict(tmp, test.x), tflite_predict(tmp, flipped)
         except (RuntimeError, ValueError) as exc:
             raise ParityError(f"the converted {precision} model fails to run on {runtime_name()}: "
                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}. "
                               f"Nothing was written to {out_dir}.") from exc
-        metrics = parity_metrics(test.y, float_probs, tfl_probs, precision)
+        metrics = parity_metrics(test.y, float_probs, tfl_probs, precision, float_flip, tfl_flip)
         metrics["gate"] = {"max_top1_drop": c["max_top1_drop"], "min_agreement": c["min_agreement"]}
         f, q = metrics["float"], metrics[precision]
         log(f"accuracy: float {f['accuracy'] * 100:.2f}%, {precision} {q['accuracy'] * 100:.2f}% "
             f"(drop {metrics['top1_drop_points']:.2f} points); top-1 agreement {metrics['top1_agreement'] * 100:.2f}%")
+        log(f"accuracy with flip TTA: float {f['accuracy_flip_tta'] * 100:.2f}%, "
+            f"{precision} {q['accuracy_flip_tta'] * 100:.2f}% (edge.flip_tta; about 2x the classify time)")
         problems = gate_failures(metrics, c["max_top1_drop"], c["min_agreement"])
         if problems:
             raise ParityError(f"{model_path} -> {precision} TFLite failed the parity gate: " + "; ".join(problems)

@@ -30,17 +30,35 @@ def tflite_predict(model_path: Path, x: np.ndarray, num_threads: int = 1) -> np.
     return probs
 
 
-def summarize(report: dict) -> dict:
-    """The contract's view of a classification_report: accuracy, macro-F1, per-class F1."""
-    return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
-            "per_class_f1": {name: report["per_class"][name]["f1"] for name in LABELS}}
+def summarize(report: dict, suffix: str = "") -> dict:
+    """The contract's view of a classification_report: accuracy, macro-F1, per-class F1 (each key + suffix)."""
+    return {f"accuracy{suffix}": report["accuracy"], f"macro_f1{suffix}": report["macro_f1"],
+            f"per_class_f1{suffix}": {name: report["per_class"][name]["f1"] for name in LABELS}}
 
 
-def parity_metrics(y: np.ndarray, float_probs: np.ndarray, tflite_probs: np.ndarray, precision: str) -> dict:
-    """Float and converted metrics on the same faces, their top-1 agreement and the accuracy drop."""
+def mirrored(x: np.ndarray) -> np.ndarray:
+    """(N,H,W) faces -> their horizontal mirror images (contiguous, ready for the interpreter)."""
+    return np.ascontiguousarray(x[:, :, ::-1])
+
+
+def _scores(y: np.ndarray, probs: np.ndarray, flip_probs: np.ndarray | None) -> dict:
+    """Single-pass metrics, plus ``*_flip_tta`` ones (mean of a face's and its mirror's probabilities)."""
     from train.evaluate import classification_report
+    out = summarize(classification_report(y, probs.argmax(1)))
+    if flip_probs is not None:
+        out.update(summarize(classification_report(y, ((probs + flip_probs) / 2).argmax(1)), "_flip_tta"))
+    return out
+
+
+def parity_metrics(y: np.ndarray, float_probs: np.ndarray, tflite_probs: np.ndarray, precision: str,
+                   float_flip_probs: np.ndarray | None = None, tflite_flip_probs: np.ndarray | None = None) -> dict:
+    """Float and converted metrics on the same faces, their top-1 agreement and the accuracy drop.
+
+    With the probabilities of the mirrored faces too, each side also gets flip-TTA metrics; the
+    agreement and the drop (the parity gate) stay single-pass top-1.
+    """
     pf, pq = float_probs.argmax(1), tflite_probs.argmax(1)
-    f, q = summarize(classification_report(y, pf)), summarize(classification_report(y, pq))
+    f, q = _scores(y, float_probs, float_flip_probs), _scores(y, tflite_probs, tflite_flip_probs)
     return {"test_images": int(y.size), "float": f, precision: q,
             "top1_agreement": round(float((pf == pq).mean()), 4),
             "top1_drop_points": round((f["accuracy"] - q["accuracy"]) * 100, 2)}

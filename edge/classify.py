@@ -30,8 +30,9 @@ def _check(cond: bool, model: Path, what: str) -> None:
 class EmotionClassifier:
     """Face crops -> probabilities in the contract's label order."""
 
-    def __init__(self, model_path: str | Path, threads: int = 1):
+    def __init__(self, model_path: str | Path, threads: int = 1, flip_tta: bool = False):
         self.model_path = Path(model_path)
+        self.flip_tta = flip_tta       # also classify the mirrored face and average (about 2x the time)
         self.contract = load_contract(self.model_path)
         self.interpreter = make_interpreter(self.model_path, num_threads=threads)
         c, m = self.contract, self.model_path
@@ -67,21 +68,28 @@ class EmotionClassifier:
         q = np.round(x / self._in_q.scale) + self._in_q.zero_point
         return np.clip(q, info.min, info.max).astype(self._in_dtype)
 
-    def classify(self, crops: list[np.ndarray]) -> np.ndarray:
-        """(N, num_labels) float32 probabilities, one row per crop (each row sums to 1)."""
-        out = np.empty((len(crops), len(self.labels)), np.float32)
+    def _probs(self, face: np.ndarray) -> np.ndarray:
+        """One preprocessed (size, size) uint8 face -> its dequantised probabilities, summing to 1."""
         it = self.interpreter
+        it.set_tensor(self._in_index, self._quantize(face)[None, :, :, None])
+        it.invoke()
+        y = it.get_tensor(self._out_index)[0].astype(np.float32)
+        if self._out_dtype is not np.float32:
+            y = (y - self._out_q.zero_point) * self._out_q.scale
+        y = np.clip(y, 0.0, None)
+        s = float(y.sum())
+        # int8 softmax outputs are steps of 1/256: renormalise so each row sums to exactly 1.
+        return y / s if s > 0 else np.full(len(self.labels), 1.0 / len(self.labels), np.float32)
+
+    def classify(self, crops: list[np.ndarray]) -> np.ndarray:
+        """(N, num_labels) float32 probabilities, one row per crop (each row sums to 1).
+
+        With ``flip_tta`` each row is the mean of the face's and its horizontal mirror's probabilities.
+        """
+        out = np.empty((len(crops), len(self.labels)), np.float32)
         for i, crop in enumerate(crops):
-            x = self._quantize(preprocess_face(crop, self._size))[None, :, :, None]
-            it.set_tensor(self._in_index, x)
-            it.invoke()
-            y = it.get_tensor(self._out_index)[0].astype(np.float32)
-            if self._out_dtype is not np.float32:
-                y = (y - self._out_q.zero_point) * self._out_q.scale
-            y = np.clip(y, 0.0, None)
-            s = float(y.sum())
-            # int8 softmax outputs are steps of 1/256: renormalise so each row sums to exactly 1.
-            out[i] = y / s if s > 0 else 1.0 / len(self.labels)
+            face = preprocess_face(crop, self._size)
+            out[i] = (self._probs(face) + self._probs(face[:, ::-1])) / 2 if self.flip_tta else self._probs(face)
         return out
 
 

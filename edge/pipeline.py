@@ -41,7 +41,7 @@ class Pipeline:
         """Build every stage from the full config (``cfg['edge']``); loads the model once."""
         e = cfg["edge"]
         return cls(FaceDetector.from_config(e["detector"]),
-                   EmotionClassifier(resolve_path(e["model"]), threads=e["threads"]),
+                   EmotionClassifier(resolve_path(e["model"]), threads=e["threads"], flip_tta=e["flip_tta"]),
                    IouTracker.from_config(e["tracking"]), Smoother.from_config(e["smoothing"]),
                    full_scan_every=e["detector"]["full_scan_every"])
 

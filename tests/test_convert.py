@@ -68,6 +68,10 @@ def test_parity_gate_passes_and_metrics_are_recorded(tiny_tflite):
     for key in ("float", "int8"):
         assert 0 < m[key]["accuracy"] <= 1 and 0 <= m[key]["macro_f1"] <= 1
         assert set(m[key]["per_class_f1"]) == set(LABELS)
+        # flip TTA (mean of the face's and its mirror's probabilities) is reported next to single-pass
+        assert 0 < m[key]["accuracy_flip_tta"] <= 1 and 0 <= m[key]["macro_f1_flip_tta"] <= 1
+        assert set(m[key]["per_class_f1_flip_tta"]) == set(LABELS)
+        assert all(0 <= v <= 1 for v in m[key]["per_class_f1_flip_tta"].values())
     assert m["top1_agreement"] >= TINY_CONVERT["convert.min_agreement"]
     assert m["top1_drop_points"] <= TINY_CONVERT["convert.max_top1_drop"]
     assert m["top1_drop_points"] == pytest.approx((m["float"]["accuracy"] - m["int8"]["accuracy"]) * 100, abs=0.01)

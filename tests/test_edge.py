@@ -153,6 +153,21 @@ def test_classifier_checks_contract_and_returns_probabilities(tiny_tflite, face_
             EmotionClassifier(m)
 
 
+def test_classifier_flip_tta_averages_the_face_and_its_mirror(tiny_tflite, face_crops, pipeline_factory):
+    from common.preprocess import preprocess_face
+    from edge.classify import EmotionClassifier
+    plain, tta = EmotionClassifier(tiny_tflite), EmotionClassifier(tiny_tflite, flip_tta=True)
+    for crop in face_crops:
+        face = preprocess_face(crop)                   # 48x48: classify() passes it through unchanged
+        want = (plain.classify([face])[0] + plain.classify([face[:, ::-1].copy()])[0]) / 2
+        got = tta.classify([crop])
+        assert got.shape == (1, len(LABELS)) and got.dtype == np.float32
+        np.testing.assert_allclose(got[0], want, atol=1e-5)
+        assert abs(float(got.sum()) - 1.0) < 1e-5
+    assert not pipeline_factory().classifier.flip_tta          # config default: off
+    assert pipeline_factory(**{"edge.flip_tta": True}).classifier.flip_tta
+
+
 # ---------------------------------------------------------------- pipeline
 def test_pipeline_multi_face_tracking_and_smoothing(pipeline_factory, face_crops):
     pipe = pipeline_factory()
@@ -302,7 +317,10 @@ def test_overlay_window_under_xvfb(tiny_tflite, clip, tmp_path):
                 break
             time.sleep(0.05)
         log = tmp_path / "w.csv"
-        p = subprocess.Popen(edge_cmd("--source", str(clip), "--model", str(tiny_tflite), "--log", str(log),
+        # FER_SAVE_SCREENSHOTS=1: the README's picture, made with the shipped model
+        save = os.environ.get("FER_SAVE_SCREENSHOTS") == "1" and (ROOT / "models" / "emotion_int8.tflite").is_file()
+        model = ROOT / "models" / "emotion_int8.tflite" if save else tiny_tflite
+        p = subprocess.Popen(edge_cmd("--source", str(clip), "--model", str(model), "--log", str(log),
                                       "--loop", "--display", "on"),
                              cwd=ROOT, env=edge_env(DISPLAY=display), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -314,6 +332,8 @@ def test_overlay_window_under_xvfb(tiny_tflite, clip, tmp_path):
             from PIL import ImageGrab
             shot = np.asarray(ImageGrab.grab(xdisplay=display))[:, :, :3][:, :, ::-1]   # RGB -> BGR
             cv2.imwrite(str(tmp_path / "screenshot.png"), shot)
+            if save:
+                cv2.imwrite(str(ROOT / "docs" / "img" / "overlay.png"), shot)
         finally:
             p.terminate()
             _, err = p.communicate(timeout=30)
