@@ -113,7 +113,7 @@ SCHEMA: dict[str, Any] = {
             "max_faces": F(int, 5, min=1, max=100),
             "detect_width": F(int, 320, min=0, max=8192),
             "margin": F(float, 0.1, min=0.0, max=1.0),
-            "full_scan_every": F(int, 10, min=1, max=10000),
+            "full_scan_every": F(int, 15, min=1, max=10000),
         },
         "tracking": {
             "iou_threshold": F(float, 0.3, min=0.0, max=1.0),

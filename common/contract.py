@@ -6,13 +6,22 @@ constant of its own.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
+
+# CPython's built-in SHA-256 (as the stdlib's own `random` module does for SHA-512): hashlib would load
+# OpenSSL's libcrypto, about 3 MB of resident memory on the edge, for one hash at start.
+try:
+    from _sha2 import sha256 as _sha256          # Python >= 3.12
+except ImportError:
+    try:
+        from _sha256 import sha256 as _sha256    # Python <= 3.11
+    except ImportError:
+        from hashlib import sha256 as _sha256
 
 
 class ContractError(ValueError):
@@ -46,7 +55,7 @@ class ModelContract:
 
 
 def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
+    h = _sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)

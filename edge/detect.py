@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.preprocess import to_gray
 from edge.types import Box
 
 CASCADE_NAME = "haarcascade_frontalface_default.xml"
@@ -86,14 +87,16 @@ class FaceDetector:
                    min_size=det_cfg["min_size"], max_faces=det_cfg["max_faces"],
                    detect_width=det_cfg["detect_width"], margin=det_cfg["margin"])
 
-    def detect(self, gray: np.ndarray) -> list[Box]:
-        """Faces in a 2-D uint8 image as full-frame boxes, largest first, at most ``max_faces``."""
-        h, w = gray.shape[:2]
+    def detect(self, image: np.ndarray) -> list[Box]:
+        """Faces in a gray, BGR or BGRA uint8 image as full-frame boxes, largest first, at most
+        ``max_faces``. Colour is dropped after downscaling: converting the small copy is cheaper."""
+        h, w = image.shape[:2]
         scale = 1.0
-        small = gray
+        small = image
         if 0 < self.detect_width < w:
             scale = self.detect_width / w
-            small = cv2.resize(gray, (self.detect_width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+            small = cv2.resize(image, (self.detect_width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        small = to_gray(small)
         # min_size is in full-frame pixels; the cascade needs it in pixels of the small copy
         # (never below the cascade's own 24 px window, which it cannot go under anyway).
         ms = max(24, round(self.min_size * scale))
@@ -108,14 +111,14 @@ class FaceDetector:
             boxes.append(Box(bx, by, min(int(round(bw * inv)), w - bx), min(int(round(bh * inv)), h - by)))
         return suppress_nested(boxes, self.max_faces)
 
-    def detect_near(self, gray: np.ndarray, near: list[Box]) -> list[Box]:
+    def detect_near(self, image: np.ndarray, near: list[Box]) -> list[Box]:
         """Faces close to ``near`` (last frame's boxes): the cheap per-frame search between full scans.
 
         Each box's neighbourhood is searched at a scale that makes the face small and for sizes close
         to the old one, which costs a fraction of a full-frame scan. Faces that moved in from
         elsewhere are found by the next full ``detect``.
         """
-        h, w = gray.shape[:2]
+        h, w = image.shape[:2]
         found: list[Box] = []
         for b in near:
             side = max(b.w, b.h)
@@ -125,7 +128,7 @@ class FaceDetector:
             if x1 - x0 < 24 or y1 - y0 < 24:
                 continue
             s = min(1.0, ROI_FACE_PX / side)
-            roi = gray[y0:y1, x0:x1]
+            roi = to_gray(image[y0:y1, x0:x1])       # gray first: resizing one channel is 3x cheaper
             small = roi if s == 1.0 else cv2.resize(roi, (max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))),
                                                      interpolation=cv2.INTER_AREA)
             lo = max(24, int(side * s * ROI_SIZE_RANGE[0]))
@@ -143,9 +146,9 @@ class FaceDetector:
         # Neighbourhoods of two close faces overlap: keep one box per face.
         return suppress_nested(found, self.max_faces)
 
-    def crop(self, gray: np.ndarray, box: Box) -> np.ndarray:
-        """The face square around ``box``, enlarged by ``margin``, clipped to the image."""
-        h, w = gray.shape[:2]
+    def crop(self, image: np.ndarray, box: Box) -> np.ndarray:
+        """The face square around ``box``, enlarged by ``margin``, clipped to the image, in gray."""
+        h, w = image.shape[:2]
         side = max(box.w, box.h) * (1.0 + self.margin)
         cx, cy = box.x + box.w / 2.0, box.y + box.h / 2.0
         x0 = max(0, int(round(cx - side / 2)))
@@ -154,4 +157,4 @@ class FaceDetector:
         y1 = min(h, int(round(cy + side / 2)))
         if x1 <= x0 or y1 <= y0:
             raise ValueError(f"box {box} lies outside the {w}x{h} frame")
-        return gray[y0:y1, x0:x1]
+        return to_gray(image[y0:y1, x0:x1])

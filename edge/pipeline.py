@@ -17,6 +17,17 @@ from edge.tracking import IouTracker, Smoother
 from edge.types import Face, Frame, FrameResult
 
 
+def checked_image(image: np.ndarray) -> np.ndarray:
+    """The frame as the detector takes it: uint8 gray, BGR or BGRA, left in colour.
+
+    Only the detector's downscaled copy and the face crops are turned gray (cheaper than converting
+    every full frame). Raises ValueError for anything else; the caller counts a corrupt frame."""
+    if (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.size
+            and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4)))):
+        return image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    return to_gray(image)          # converts other dtypes, or raises with the reason
+
+
 def _face(face_id: int, box, probs: np.ndarray, labels: tuple[str, ...]) -> Face:
     k = int(np.argmax(probs))
     return Face(face_id=face_id, box=box, probs=probs, label=labels[k], confidence=float(probs[k]))
@@ -56,39 +67,39 @@ class Pipeline:
         counts it as a corrupt frame and goes on.
         """
         t0 = time.perf_counter()
-        gray = to_gray(frame.image)
+        image = checked_image(frame.image)
         t1 = time.perf_counter()
-        boxes = self._detect(gray)
+        boxes = self._detect(image)
         t2 = time.perf_counter()
-        probs = self.classifier.classify([self.detector.crop(gray, b) for b in boxes]) if boxes else None
+        probs = self.classifier.classify([self.detector.crop(image, b) for b in boxes]) if boxes else None
         t3 = time.perf_counter()
         ids = self.tracker.update(boxes)
         self.smoother.forget(self.tracker.dropped)
         faces = tuple(_face(fid, b, self.smoother.update(fid, p), self.labels)
                       for fid, b, p in zip(ids, boxes, probs if probs is not None else ()))
         t4 = time.perf_counter()
-        return FrameResult(frame, faces, {"gray": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3,
+        return FrameResult(frame, faces, {"check": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3,
                                           "classify": (t3 - t2) * 1e3, "track": (t4 - t3) * 1e3})
 
-    def _detect(self, gray: np.ndarray) -> list:
+    def _detect(self, image: np.ndarray) -> list:
         """Full scan every ``full_scan_every`` frames (and whenever a face was lost); in between, the
         much cheaper search near the last frame's faces."""
         self._since_full += 1
         if self._last_boxes and self._since_full < self.full_scan_every:
-            boxes = self.detector.detect_near(gray, self._last_boxes)
+            boxes = self.detector.detect_near(image, self._last_boxes)
             if len(boxes) < len(self._last_boxes):
                 self._since_full = self.full_scan_every      # someone left or moved fast: look everywhere next
         else:
-            boxes = self.detector.detect(gray)
+            boxes = self.detector.detect(image)
             self._since_full = 0
         self._last_boxes = boxes
         return boxes
 
     def analyze_image(self, image: np.ndarray) -> list[Face]:
         """Stateless analysis of one photo (uploads): no tracking or smoothing, face_id = index."""
-        gray = to_gray(image)
-        boxes = self.detector.detect(gray)
+        image = checked_image(image)
+        boxes = self.detector.detect(image)
         if not boxes:
             return []
-        probs = self.classifier.classify([self.detector.crop(gray, b) for b in boxes])
+        probs = self.classifier.classify([self.detector.crop(image, b) for b in boxes])
         return [_face(i, b, p, self.labels) for i, (b, p) in enumerate(zip(boxes, probs))]
