@@ -45,11 +45,16 @@ def _models(tmp: Path) -> tuple[list[tuple[str, Path]], str]:
     from common.contract import load_contract
     if SHIPPED.is_file():
         models = [("shipped int8", SHIPPED)]
-        keras_file = Path(load_contract(SHIPPED).raw.get("source", {}).get("keras_file", ""))
-        if keras_file.is_file():
+        from common.config import resolve_path
+        from common.contract import sha256_file
+        source = load_contract(SHIPPED).raw.get("source", {})
+        keras_name = source.get("keras_file", "")
+        keras_file = resolve_path(keras_name) if keras_name else None
+        if keras_file and keras_file.is_file() and sha256_file(keras_file) == source.get("keras_sha256"):
             models.append(("float32 of the same Keras model", _convert(keras_file, "float32", tmp)))
-            return models, f"`{SHIPPED.relative_to(ROOT)}` and a float32 conversion of `{keras_file}`"
-        return models, f"`{SHIPPED.relative_to(ROOT)}` only (its Keras model {keras_file} is not on this machine)"
+            return models, f"`{SHIPPED.relative_to(ROOT)}` and a float32 conversion of `{keras_name}`"
+        return models, (f"`{SHIPPED.relative_to(ROOT)}` only (its Keras model {keras_name or '(unknown)'} "
+                        "is not on this machine)")
     # No shipped model yet: the tiny test model (far smaller than the real one).
     from tests.conftest import FER_ROOT, TINY_CONVERT, tiny_config
     from train.train import run

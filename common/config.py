@@ -9,6 +9,7 @@ into a message on stderr and exit code 2 (``exit_on_config_error``).
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,6 +253,19 @@ def resolve_path(p: str | Path, base: Path = ROOT) -> Path:
     """Relative paths in config are relative to the repository root (where config.yaml lives)."""
     p = Path(p).expanduser()
     return p if p.is_absolute() else (base / p)
+
+
+def display_path(p: str | Path) -> str:
+    """A path as recorded in reports and contracts: relative to the repository (or to the folder it
+    sits in, as ``../shared/...``) when it lies there, so that files written here mean the same on
+    another machine; otherwise absolute."""
+    p = Path(os.path.abspath(Path(p).expanduser()))
+    for base, prefix in ((ROOT, Path()), (ROOT.parent, Path(".."))):
+        try:
+            return str(prefix / p.relative_to(base))
+        except ValueError:
+            continue
+    return str(p)
 
 
 def exit_on_config_error(exc: ConfigError) -> None:

@@ -46,7 +46,7 @@ def balanced_indices(y: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 def load_calibration(data_cfg: dict, root: Path, size: int) -> CalibrationSet:
     """``size`` balanced faces of the training split at ``root``; ConvertInputError if none."""
-    from common.config import resolve_path
+    from common.config import display_path, resolve_path
     from train.data import DataError, load_split
     try:
         split = load_split(root, "train", resolve_path(data_cfg["cache_dir"]), data_cfg["test_subset"],
@@ -60,7 +60,7 @@ def load_calibration(data_cfg: dict, root: Path, size: int) -> CalibrationSet:
     idx = balanced_indices(split.y, size, data_cfg["seed"])
     counts = np.bincount(split.y[idx], minlength=len(LABELS))
     return CalibrationSet(split.x[idx], {name: int(n) for name, n in zip(LABELS, counts)},
-                          f"{root} train split (validation hold-out excluded)")
+                          f"{display_path(root)} train split (validation hold-out excluded)")
 
 
 def representative_dataset(x: np.ndarray):

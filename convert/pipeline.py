@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.config import resolve_path
+from common.config import display_path, resolve_path
 from common.contract import sha256_file, write_contract
 from common.interpreter import ModelLoadError, make_interpreter, runtime_name, runtime_version
 from common.labels import LABELS
@@ -150,11 +150,11 @@ def convert(cfg: dict, log=print) -> ConvertResult:
                        "ops": flatbuffer.operator_codes(buf),
                        "min_runtime_version": flatbuffer.min_runtime_version(buf)},
             "precision": precision,
-            "source": {**run_info(model_path), "keras_file": str(model_path),
+            "source": {**run_info(model_path), "keras_file": display_path(model_path),
                        "keras_sha256": sha256_file(model_path)},
             "calibration": ({"images": len(calib.x), "per_class": calib.per_class, "source": calib.source}
                             if calib else None),
-            "metrics": {**metrics, "test_source": f"{root} test split (data.test_subset={cfg['data']['test_subset']})"},
+            "metrics": {**metrics, "test_source": f"{display_path(root)} test split (data.test_subset={cfg['data']['test_subset']})"},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "tools": _versions(),
         }

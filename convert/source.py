@@ -45,7 +45,8 @@ def resolve_model_path(setting: str, runs_dir: Path) -> Path:
 def run_info(model_path: Path) -> dict:
     """The training run a model came from (its directory and architecture), when known."""
     state = model_path.parent / STATE_FILE
-    info = {"run_dir": str(model_path.parent), "arch": None}
+    from common.config import display_path
+    info = {"run_dir": display_path(model_path.parent), "arch": None}
     if state.is_file():
         try:
             info["arch"] = json.loads(state.read_text()).get("arch")

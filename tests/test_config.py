@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.config import DEFAULT_CONFIG, SCHEMA, ConfigError, defaults, load_config
+from common.config import DEFAULT_CONFIG, ROOT, SCHEMA, ConfigError, defaults, display_path, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,3 +101,10 @@ def test_train_cli_exits_2_naming_the_key(args, key):
     assert r.returncode == 2, r.stderr
     assert key in r.stderr
     assert "tensorflow" not in r.stderr.lower()  # caught before anything heavy starts
+
+
+def test_display_path_is_portable_inside_the_repo_and_beside_it(tmp_path):
+    # reports and contracts record these: relative where they can be, so they mean the same elsewhere
+    assert display_path(ROOT / "runs" / "r1" / "model.keras") == "runs/r1/model.keras"
+    assert display_path(ROOT / ".." / "shared" / "data") == "../shared/data"
+    assert display_path(Path("/") / "nowhere-near" / "x") == "/nowhere-near/x"

@@ -1,14 +1,16 @@
-"""A real (tiny) training run on real FER images: every output file, a falling loss, and resume
-after a kill -9 in the middle of training."""
+"""A real (tiny) training run on real FER images: every output file, a falling loss, resume after a
+kill -9 in the middle of training, and ending an unfinished run early (--finish)."""
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -51,8 +53,9 @@ def test_smoke_run_writes_every_output_and_loss_falls(tmp_path, fer_root):
     assert "Evaluation on test" in (run / "report.md").read_text()
 
 
-def test_killed_run_resumes_from_last_epoch(tmp_path, fer_root):
-    p = _train(tmp_path, fer_root, "--epochs", "5", "--fresh", start_new_session=True)
+def _kill_after(tmp_path: Path, fer_root: Path, epochs: int, min_done: int) -> tuple[Path, int]:
+    """Start a fresh run of ``epochs``, kill -9 it once ``min_done`` epochs are saved; (run dir, epochs done)."""
+    p = _train(tmp_path, fer_root, "--epochs", str(epochs), "--fresh", start_new_session=True)
     state = None
     deadline = time.time() + 600
     while time.time() < deadline and p.poll() is None:
@@ -62,7 +65,7 @@ def test_killed_run_resumes_from_last_epoch(tmp_path, fer_root):
                 state = json.loads(runs[0].read_text())
             except json.JSONDecodeError:
                 state = None
-            if state and state.get("epoch", 0) >= 2:
+            if state and state.get("epoch", 0) >= min_done:
                 break
         time.sleep(0.2)
     assert p.poll() is None, "training ended before it could be interrupted:\n" + p.communicate()[0]
@@ -70,7 +73,19 @@ def test_killed_run_resumes_from_last_epoch(tmp_path, fer_root):
     p.wait()
     (run,) = (tmp_path / "runs").iterdir()
     done = json.loads((run / "state.json").read_text())["epoch"]
-    assert 2 <= done < 5
+    assert min_done <= done < epochs
+    return run, done
+
+
+def _decay_steps(checkpoint: Path) -> int:
+    """The cosine schedule's length saved with the optimizer in a .keras file."""
+    with zipfile.ZipFile(checkpoint) as z:
+        return int(re.search(r'"decay_steps": *(\d+)', z.read("config.json").decode()).group(1))
+
+
+def test_killed_run_resumes_from_last_epoch(tmp_path, fer_root):
+    run, done = _kill_after(tmp_path, fer_root, 5, 2)
+    steps_5 = _decay_steps(run / "last.keras")
 
     p2 = _train(tmp_path, fer_root, "--epochs", "5")
     out, _ = p2.communicate(timeout=600)
@@ -80,11 +95,48 @@ def test_killed_run_resumes_from_last_epoch(tmp_path, fer_root):
     assert list((tmp_path / "runs").iterdir()) == [run]          # no second run directory
     assert [int(r["epoch"]) for r in _history(run)] == [0, 1, 2, 3, 4]
     assert json.loads((run / "state.json").read_text())["status"] == "finished"
+    assert _decay_steps(run / "last.keras") == steps_5
 
     p3 = _train(tmp_path, fer_root, "--epochs", "1", "--fresh")  # FRESH=1 starts a new run
     out, _ = p3.communicate(timeout=600)
     assert p3.returncode == 0, out and "new run:" in out
     assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
+def test_epochs_changes_the_length_of_an_unfinished_run(tmp_path, fer_root):
+    run, done = _kill_after(tmp_path, fer_root, 5, 2)
+    steps_5 = _decay_steps(run / "last.keras")
+
+    short = _train(tmp_path, fer_root, "--epochs", str(done))   # would end before now: refused
+    out, _ = short.communicate(timeout=600)
+    assert short.returncode == 2 and "FINISH=1" in out, out
+
+    p = _train(tmp_path, fer_root, "--epochs", str(done + 1))
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    assert f"run length changed from 5 to {done + 1} epochs" in out and f"Epoch {done + 1}/{done + 1}" in out
+    assert [int(r["epoch"]) for r in _history(run)] == list(range(done + 1))
+    assert _decay_steps(run / "last.keras") * 5 == steps_5 * (done + 1)    # the cosine schedule was rebuilt
+    report = json.loads((run / "report.json").read_text())
+    assert report["run"]["epochs_planned"] == done + 1
+    assert report["run"]["schedule_changes"] == [{"after_epoch": done, "epochs_from": 5, "epochs_to": done + 1}]
+
+
+def test_finish_ends_an_unfinished_run_with_its_best_checkpoint(tmp_path, fer_root):
+    run, done = _kill_after(tmp_path, fer_root, 8, 1)
+    p = _train(tmp_path, fer_root, "--epochs", "8", "--finish")
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    assert f"finishing {run} after epoch {done}/8" in out and "Epoch " not in out   # no further training
+    assert len(_history(run)) == done
+    report = json.loads((run / "report.json").read_text())
+    assert report["run"]["epochs_run"] == done and report["run"]["epochs_planned"] == 8
+    assert (run / "model.keras").is_file() and (run / "confusion_matrix.png").is_file()
+    assert json.loads((run / "state.json").read_text())["status"] == "finished"
+
+    again = _train(tmp_path, fer_root, "--finish")          # nothing left to finish: a clear error
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 2 and "no unfinished tiny run" in out, out
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path):

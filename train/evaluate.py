@@ -87,7 +87,7 @@ def write_report(report: dict, split, out_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from common.config import ConfigError, exit_on_config_error, load_config, resolve_path
+    from common.config import ConfigError, display_path, exit_on_config_error, load_config, resolve_path
     from train.data import DataError, load_split
     ap = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="a .keras model")
@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot load Keras model {model_path}: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else model_path.parent / f"eval-{args.split}"
-    report = evaluate_model(model, split, split_name=f"{args.split} ({root})")
-    report["model"] = str(model_path)
+    report = evaluate_model(model, split, split_name=f"{args.split} ({display_path(root)})")
+    report["model"] = display_path(model_path)
     write_report(report, split, out)
     print(f"{args.split}: accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f} "
           f"(flip TTA {report['accuracy_flip_tta']:.4f}); report in {out}")

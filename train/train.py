@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from common.config import ConfigError, exit_on_config_error, load_config, resolve_path  # noqa: E402
+from common.config import ConfigError, display_path, exit_on_config_error, load_config, resolve_path  # noqa: E402
 from common.labels import LABELS, NUM_CLASSES  # noqa: E402
 from train.data import DataError, FerData, load_fer  # noqa: E402
 
@@ -193,15 +193,22 @@ def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool):
 
 
 # ---------------------------------------------------------------- model
-def compile_model(model, tcfg: dict, steps_per_epoch: int):
+def learning_rate(tcfg: dict, steps_per_epoch: int):
+    """The peak LR, or for ``cosine`` the warmup + cosine schedule over ``train.epochs`` (in steps)."""
     import keras
     lr = tcfg["learning_rate"]
-    if tcfg["lr_schedule"] == "cosine":
-        warm = tcfg["warmup_epochs"] * steps_per_epoch
-        total = max(tcfg["epochs"] * steps_per_epoch - warm, 1)
-        lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=lr / 10 if warm else lr, decay_steps=total,
-            alpha=tcfg["min_lr"] / tcfg["learning_rate"], warmup_target=lr if warm else None, warmup_steps=warm)
+    if tcfg["lr_schedule"] != "cosine":
+        return lr
+    warm = tcfg["warmup_epochs"] * steps_per_epoch
+    total = max(tcfg["epochs"] * steps_per_epoch - warm, 1)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=lr / 10 if warm else lr, decay_steps=total,
+        alpha=tcfg["min_lr"] / tcfg["learning_rate"], warmup_target=lr if warm else None, warmup_steps=warm)
+
+
+def compile_model(model, tcfg: dict, steps_per_epoch: int):
+    import keras
+    lr = learning_rate(tcfg, steps_per_epoch)
     if tcfg["optimizer"] == "adamw":
         opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=tcfg["weight_decay"])
     else:
@@ -229,19 +236,40 @@ def to_float32(model):
 
 
 # ---------------------------------------------------------------- main
-def run(cfg: dict, fresh: bool = False, config_path: Path | None = None) -> Path:
-    """Train (or resume) and return the run directory."""
+def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish: bool = False,
+        new_epochs: int | None = None) -> Path:
+    """Train (or resume) and return the run directory.
+
+    ``finish``: stop the unfinished run where it is (a manual early stop): evaluate its best checkpoint
+    and write the outputs without training further. ``new_epochs``: when resuming, change the run's
+    length (the cosine schedule is rebuilt for it and continues from the current step).
+    """
     tcfg, dcfg = cfg["train"], cfg["data"]
     runs_dir = resolve_path(tcfg["runs_dir"])
     run_dir = None if fresh else find_resumable(runs_dir, tcfg["arch"])
     resuming = run_dir is not None
+    if finish and not (resuming and (run_dir / BEST_FILE).is_file()):
+        raise DataError(f"no unfinished {tcfg['arch']} run with a finished epoch under {runs_dir} to finish; "
+                        "`make train` starts or resumes one")
     if resuming:
         saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-        if saved.get("train", {}).get("epochs") != tcfg["epochs"]:
-            print(f"note: resuming with train.epochs={saved['train']['epochs']} from the run's own config")
+        state = json.loads((run_dir / STATE_FILE).read_text())
+        old_epochs = saved["train"]["epochs"]
+        if new_epochs and new_epochs != old_epochs and not finish:
+            if new_epochs <= state["epoch"]:
+                raise DataError(f"{run_dir} has already run {state['epoch']} epochs; EPOCHS={new_epochs} would "
+                                "end it before now. Use `make train FINISH=1` to stop it where it is.")
+            saved["train"]["epochs"] = new_epochs
+            state.setdefault("schedule_changes", []).append(
+                {"after_epoch": state["epoch"], "epochs_from": old_epochs, "epochs_to": new_epochs})
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+            write_json_atomic(run_dir / STATE_FILE, state)
+            print(f"note: run length changed from {old_epochs} to {new_epochs} epochs")
+        elif tcfg["epochs"] != old_epochs:
+            print(f"note: resuming with train.epochs={old_epochs} from the run's own config "
+                  "(EPOCHS=N changes it)")
         cfg = saved
         tcfg, dcfg = cfg["train"], cfg["data"]
-        state = json.loads((run_dir / STATE_FILE).read_text())
         trim_history(run_dir / "history.csv", state["epoch"])
         print(f"resuming {run_dir} after epoch {state['epoch']}/{tcfg['epochs']} (make train FRESH=1 starts over)")
     # the data first: a missing or broken dataset must not leave an empty run directory behind
@@ -264,10 +292,16 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None) -> Path
     from train.plots import plot_class_distribution
     plot_class_distribution(data, run_dir / "class_distribution.png")
 
+    if finish:
+        print(f"finishing {run_dir} after epoch {state['epoch']}/{tcfg['epochs']} with its best checkpoint")
+        finalize(run_dir, cfg, data, state)
+        return run_dir
     train_ds, val_ds = make_datasets(data, tcfg, tcfg["seed"])
     steps = int(tf.data.experimental.cardinality(train_ds).numpy())
     if resuming:
         model = keras.models.load_model(run_dir / LAST_FILE)
+        if state.get("schedule_changes"):      # the saved optimizer holds the schedule it was built with
+            model.optimizer.learning_rate = learning_rate(tcfg, steps)
     else:
         from train.model import build_model
         model = compile_model(build_model(tcfg["arch"], tcfg["dropout"], tcfg["bn_momentum"]), tcfg, steps)
@@ -301,11 +335,14 @@ def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
     os.replace(tmp, run_dir / BEST_FILE)
     if (run_dir / "history.csv").is_file():
         plot_history(run_dir / "history.csv", run_dir / "history.png")
-    report = evaluate_model(best, data.test, split_name=f"test ({data.form}: {data.source})")
-    report["run"] = {"dir": str(run_dir), "arch": cfg["train"]["arch"], "epochs_run": state["epoch"],
+    report = evaluate_model(best, data.test, split_name=f"test ({data.form}: {display_path(data.source)})")
+    report["run"] = {"dir": display_path(run_dir), "arch": cfg["train"]["arch"], "epochs_run": state["epoch"],
+                     "epochs_planned": cfg["train"]["epochs"],
                      "best_epoch": state.get("best_epoch"), "best_val_accuracy": state.get("best_val_accuracy"),
                      "train_seconds": round(state.get("train_seconds", 0.0), 1), "precision": state.get("precision"),
                      "params": int(best.count_params())}
+    if state.get("schedule_changes"):
+        report["run"]["schedule_changes"] = state["schedule_changes"]
     write_report(report, data.test, run_dir)
     if cfg["train"]["export_seed_format"]:
         (run_dir / "model.json").write_text(best.to_json())
@@ -321,8 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=None, help="config file (default: config.yaml)")
     ap.add_argument("--data", help="dataset root or fer2013.csv (overrides data.root)")
     ap.add_argument("--arch", help="architecture name (overrides train.arch)")
-    ap.add_argument("--epochs", type=int, help="overrides train.epochs")
+    ap.add_argument("--epochs", type=int,
+                    help="overrides train.epochs; when resuming, changes the unfinished run's length")
     ap.add_argument("--fresh", action="store_true", help="start a new run instead of resuming")
+    ap.add_argument("--finish", action="store_true",
+                    help="stop the unfinished run where it is: evaluate its best checkpoint, write the outputs")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. train.batch_size=64")
     args = ap.parse_args(argv)
     overrides = list(args.set)
@@ -337,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         exit_on_config_error(exc)
     try:
-        run(cfg, fresh=args.fresh)
+        if args.fresh and args.finish:
+            ap.error("--fresh and --finish exclude each other")
+        run(cfg, fresh=args.fresh, finish=args.finish, new_epochs=args.epochs)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
