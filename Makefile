@@ -16,6 +16,7 @@ ARCH ?=
 EPOCHS ?=
 FRESH ?=
 FINISH ?=
+EXTEND ?=
 PRECISION ?=
 SOURCE ?=
 LOG ?=
@@ -48,9 +49,9 @@ setup: $(VENV)/.dev-installed  ## create .venv with everything (train, convert, 
 setup-edge: $(VENV)/.edge-installed  ## create .venv with the edge runtime only (no TensorFlow)
 
 # ---- train -> convert
-train: $(VENV)/.dev-installed  ## train on FER-2013 (resumes an interrupted run; FRESH=1 starts over; FINISH=1 ends it now; DATA= ARCH= EPOCHS=)
+train: $(VENV)/.dev-installed  ## train on FER-2013 (resumes an interrupted run; FRESH=1 starts over; FINISH=1 ends it now; EXTEND=N trains a finished run on to N epochs; DATA= ARCH= EPOCHS=)
 	$(PY) -m train --config $(CONFIG) $(call opt,--data,$(DATA)) $(call opt,--arch,$(ARCH)) \
-		$(call opt,--epochs,$(EPOCHS)) $(if $(FRESH),--fresh) $(if $(FINISH),--finish) $(ARGS)
+		$(call opt,--epochs,$(EPOCHS)) $(if $(FRESH),--fresh) $(if $(FINISH),--finish) $(call opt,--extend,$(EXTEND)) $(ARGS)
 
 eval: $(VENV)/.dev-installed  ## evaluate a Keras model: make eval MODEL=runs/<run>/model.keras [DATA=] [SPLIT=test]
 	@test -n "$(MODEL)" || { echo "usage: make eval MODEL=runs/<run>/model.keras [DATA=path] [SPLIT=test|val|train]"; exit 2; }

@@ -1,5 +1,6 @@
 """A real (tiny) training run on real FER images: every output file, a falling loss, resume after a
-kill -9 in the middle of training, and ending an unfinished run early (--finish)."""
+kill -9 in the middle of training, ending an unfinished run early (--finish) and training a
+finished one on (--extend)."""
 from __future__ import annotations
 
 import csv
@@ -92,6 +93,7 @@ def test_killed_run_resumes_from_last_epoch(tmp_path, fer_root):
     assert p2.returncode == 0, out
     assert f"resuming {run} after epoch {done}/5" in out
     assert f"Epoch {done + 1}/5" in out and "Epoch 1/5" not in out
+    assert f"seeded with {1337 + done} (train.seed + {done} epochs done)" in out   # no replay of epoch 1's stream
     assert list((tmp_path / "runs").iterdir()) == [run]          # no second run directory
     assert [int(r["epoch"]) for r in _history(run)] == [0, 1, 2, 3, 4]
     assert json.loads((run / "state.json").read_text())["status"] == "finished"
@@ -137,6 +139,33 @@ def test_finish_ends_an_unfinished_run_with_its_best_checkpoint(tmp_path, fer_ro
     again = _train(tmp_path, fer_root, "--finish")          # nothing left to finish: a clear error
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 2 and "no unfinished tiny run" in out, out
+
+
+def test_extend_trains_a_finished_run_on_with_a_rebuilt_schedule(tmp_path, fer_root):
+    p = _train(tmp_path, fer_root, "--epochs", "2")
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    (run,) = (tmp_path / "runs").iterdir()
+    before = json.loads((run / "state.json").read_text())
+    steps_2 = _decay_steps(run / "last.keras")
+
+    short = _train(tmp_path, fer_root, "--extend", "2")          # not longer than what has run: refused
+    out, _ = short.communicate(timeout=600)
+    assert short.returncode == 2 and "EXTEND=2 must be more" in out, out
+
+    p = _train(tmp_path, fer_root, "--extend", "4")
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    assert f"extending finished run {run} from 2 to 4 epochs" in out and "Epoch 3/4" in out and "Epoch 1/4" not in out
+    assert list((tmp_path / "runs").iterdir()) == [run]          # the same run, trained on
+    assert [int(r["epoch"]) for r in _history(run)] == [0, 1, 2, 3]
+    assert _decay_steps(run / "last.keras") == 2 * steps_2        # the cosine schedule now spans 4 epochs
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "finished" and state["epoch"] == 4
+    assert state["best_val_accuracy"] >= before["best_val_accuracy"]   # model.keras only replaced by a better epoch
+    report = json.loads((run / "report.json").read_text())
+    assert report["run"]["epochs_run"] == 4 and report["run"]["epochs_planned"] == 4
+    assert report["run"]["schedule_changes"] == [{"after_epoch": 2, "epochs_from": 2, "epochs_to": 4, "extended": True}]
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path):

@@ -31,8 +31,9 @@ def plot_class_distribution(data, out: Path) -> Path:
     return out
 
 
-def plot_history(history_csv: Path, out: Path) -> Path:
-    """Loss and accuracy curves from Keras' CSVLogger file."""
+def plot_history(history_csv: Path, out: Path, restarts: list[int] = ()) -> Path:
+    """Loss and accuracy curves from Keras' CSVLogger file; ``restarts``: epochs after which the
+    schedule was restarted (``make train EXTEND=N``), drawn as dashed lines."""
     with open(history_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
     if not rows:
@@ -47,6 +48,8 @@ def plot_history(history_csv: Path, out: Path) -> Path:
     a2.plot(ep, col("val_accuracy"), label="val")
     a2.set_title("accuracy")
     for a in (a1, a2):
+        for i, e in enumerate(restarts):
+            a.axvline(e + 0.5, color="grey", ls="--", lw=1, label="LR restart (EXTEND)" if i == 0 else None)
         a.set_xlabel("epoch")
         a.grid(alpha=0.3)
         a.legend()

@@ -31,15 +31,15 @@ LAST_FILE = "last.keras"
 
 
 # ---------------------------------------------------------------- run directory
-def find_resumable(runs_dir: Path, arch: str) -> Path | None:
-    """The newest run of ``arch`` whose state says it has not finished."""
+def find_resumable(runs_dir: Path, arch: str, finished: bool = False) -> Path | None:
+    """The newest run of ``arch`` whose state says it has not finished (``finished``: that has)."""
     if not runs_dir.is_dir():
         return None
     for d in sorted((p for p in runs_dir.iterdir() if p.is_dir() and p.name.endswith(f"-{arch}")), reverse=True):
         state = d / STATE_FILE
         if state.is_file() and (d / LAST_FILE).is_file():
             try:
-                if json.loads(state.read_text()).get("status") != "finished":
+                if (json.loads(state.read_text()).get("status") == "finished") == finished:
                     return d
             except json.JSONDecodeError:
                 continue
@@ -237,16 +237,41 @@ def to_float32(model):
 
 # ---------------------------------------------------------------- main
 def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish: bool = False,
-        new_epochs: int | None = None) -> Path:
+        new_epochs: int | None = None, extend: int | None = None) -> Path:
     """Train (or resume) and return the run directory.
 
     ``finish``: stop the unfinished run where it is (a manual early stop): evaluate its best checkpoint
     and write the outputs without training further. ``new_epochs``: when resuming, change the run's
-    length (the cosine schedule is rebuilt for it and continues from the current step).
+    length (the cosine schedule is rebuilt for it and continues from the current step). ``extend``:
+    continue the newest *finished* run to this many epochs in all: its last checkpoint trains on with
+    the cosine schedule rebuilt for the new length (a warm restart: the LR rises to where the longer
+    curve is at this epoch, then decays again); model.keras is replaced only by a better epoch.
     """
     tcfg, dcfg = cfg["train"], cfg["data"]
     runs_dir = resolve_path(tcfg["runs_dir"])
-    run_dir = None if fresh else find_resumable(runs_dir, tcfg["arch"])
+    if extend:
+        run_dir = find_resumable(runs_dir, tcfg["arch"], finished=True)
+        if run_dir is None or find_resumable(runs_dir, tcfg["arch"]) is not None:
+            raise DataError(f"EXTEND needs a finished {tcfg['arch']} run under {runs_dir} and no unfinished one; "
+                            "`make train` resumes an unfinished run (EPOCHS=N changes its length)")
+        state = json.loads((run_dir / STATE_FILE).read_text())
+        if extend <= state["epoch"]:
+            raise DataError(f"{run_dir} has already run {state['epoch']} epochs; EXTEND={extend} must be more")
+        state["status"] = "training"
+        state.pop("test_accuracy", None)
+        state.pop("early_stopping", None)      # patience counts from the restart
+        state.pop("plateau", None)
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        state.setdefault("schedule_changes", []).append(
+            {"after_epoch": state["epoch"], "epochs_from": saved["train"]["epochs"], "epochs_to": extend,
+             "extended": True})
+        saved["train"]["epochs"] = extend
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+        write_json_atomic(run_dir / STATE_FILE, state)
+        print(f"extending finished run {run_dir} from {state['epoch']} to {extend} epochs")
+        new_epochs = None
+    else:
+        run_dir = None if fresh else find_resumable(runs_dir, tcfg["arch"])
     resuming = run_dir is not None
     if finish and not (resuming and (run_dir / BEST_FILE).is_file()):
         raise DataError(f"no unfinished {tcfg['arch']} run with a finished epoch under {runs_dir} to finish; "
@@ -265,7 +290,7 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
             (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
             write_json_atomic(run_dir / STATE_FILE, state)
             print(f"note: run length changed from {old_epochs} to {new_epochs} epochs")
-        elif tcfg["epochs"] != old_epochs:
+        elif tcfg["epochs"] != old_epochs and not extend:
             print(f"note: resuming with train.epochs={old_epochs} from the run's own config "
                   "(EPOCHS=N changes it)")
         cfg = saved
@@ -283,7 +308,10 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
 
     import keras
     import tensorflow as tf
-    keras.utils.set_random_seed(tcfg["seed"])
+    # a resumed run must not replay the shuffle order, augmentation and dropout of its first epochs:
+    # seeding with (seed + epochs done) gives each sitting its own stream (a fresh run: seed itself)
+    stream_seed = tcfg["seed"] + state["epoch"]
+    keras.utils.set_random_seed(stream_seed)
     precision = pick_precision(tcfg["precision"])
     keras.mixed_precision.set_global_policy(precision)
     state["precision"] = precision
@@ -296,7 +324,9 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
         print(f"finishing {run_dir} after epoch {state['epoch']}/{tcfg['epochs']} with its best checkpoint")
         finalize(run_dir, cfg, data, state)
         return run_dir
-    train_ds, val_ds = make_datasets(data, tcfg, tcfg["seed"])
+    train_ds, val_ds = make_datasets(data, tcfg, stream_seed)
+    if resuming:
+        print(f"shuffling, augmentation and dropout seeded with {stream_seed} (train.seed + {state['epoch']} epochs done)")
     steps = int(tf.data.experimental.cardinality(train_ds).numpy())
     if resuming:
         model = keras.models.load_model(run_dir / LAST_FILE)
@@ -334,7 +364,9 @@ def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
     best.save(tmp)
     os.replace(tmp, run_dir / BEST_FILE)
     if (run_dir / "history.csv").is_file():
-        plot_history(run_dir / "history.csv", run_dir / "history.png")
+        plot_history(run_dir / "history.csv", run_dir / "history.png",
+                     [c["after_epoch"] for c in state.get("schedule_changes", [])
+                      if c.get("extended") and c["epochs_to"] != c["epochs_from"]])
     report = evaluate_model(best, data.test, split_name=f"test ({data.form}: {display_path(data.source)})")
     report["run"] = {"dir": display_path(run_dir), "arch": cfg["train"]["arch"], "epochs_run": state["epoch"],
                      "epochs_planned": cfg["train"]["epochs"],
@@ -363,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="start a new run instead of resuming")
     ap.add_argument("--finish", action="store_true",
                     help="stop the unfinished run where it is: evaluate its best checkpoint, write the outputs")
+    ap.add_argument("--extend", type=int, metavar="N",
+                    help="continue the newest finished run to N epochs in all (warm restart of the cosine schedule)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. train.batch_size=64")
     args = ap.parse_args(argv)
     overrides = list(args.set)
@@ -377,9 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         exit_on_config_error(exc)
     try:
-        if args.fresh and args.finish:
-            ap.error("--fresh and --finish exclude each other")
-        run(cfg, fresh=args.fresh, finish=args.finish, new_epochs=args.epochs)
+        if sum(map(bool, (args.fresh, args.finish, args.extend))) > 1:
+            ap.error("--fresh, --finish and --extend exclude each other")
+        run(cfg, fresh=args.fresh, finish=args.finish, new_epochs=args.epochs, extend=args.extend)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
