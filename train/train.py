@@ -254,22 +254,7 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
         if run_dir is None or find_resumable(runs_dir, tcfg["arch"]) is not None:
             raise DataError(f"EXTEND needs a finished {tcfg['arch']} run under {runs_dir} and no unfinished one; "
                             "`make train` resumes an unfinished run (EPOCHS=N changes its length)")
-        state = json.loads((run_dir / STATE_FILE).read_text())
-        if extend <= state["epoch"]:
-            raise DataError(f"{run_dir} has already run {state['epoch']} epochs; EXTEND={extend} must be more")
-        state["status"] = "training"
-        state.pop("test_accuracy", None)
-        state.pop("early_stopping", None)      # patience counts from the restart
-        state.pop("plateau", None)
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-        state.setdefault("schedule_changes", []).append(
-            {"after_epoch": state["epoch"], "epochs_from": saved["train"]["epochs"], "epochs_to": extend,
-             "extended": True})
-        saved["train"]["epochs"] = extend
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
-        write_json_atomic(run_dir / STATE_FILE, state)
-        print(f"extending finished run {run_dir} from {state['epoch']} to {extend} epochs")
-        new_epochs = None
+        new_epochs = extend
     else:
         run_dir = None if fresh else find_resumable(runs_dir, tcfg["arch"])
     resuming = run_dir is not None
@@ -280,13 +265,21 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
         saved = yaml.safe_load((run_dir / "config.yaml").read_text())
         state = json.loads((run_dir / STATE_FILE).read_text())
         old_epochs = saved["train"]["epochs"]
+        if extend:
+            if extend <= state["epoch"]:
+                raise DataError(f"{run_dir} has already run {state['epoch']} epochs; EXTEND={extend} must be more")
+            print(f"extending finished run {run_dir} from {state['epoch']} to {extend} epochs")
+            state["status"] = "training"
+            for key in ("test_accuracy", "early_stopping", "plateau"):   # patience counts from the restart
+                state.pop(key, None)
         if new_epochs and new_epochs != old_epochs and not finish:
             if new_epochs <= state["epoch"]:
                 raise DataError(f"{run_dir} has already run {state['epoch']} epochs; EPOCHS={new_epochs} would "
                                 "end it before now. Use `make train FINISH=1` to stop it where it is.")
             saved["train"]["epochs"] = new_epochs
             state.setdefault("schedule_changes", []).append(
-                {"after_epoch": state["epoch"], "epochs_from": old_epochs, "epochs_to": new_epochs})
+                {"after_epoch": state["epoch"], "epochs_from": old_epochs, "epochs_to": new_epochs,
+                 **({"extended": True} if extend else {})})
             (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
             write_json_atomic(run_dir / STATE_FILE, state)
             print(f"note: run length changed from {old_epochs} to {new_epochs} epochs")
@@ -325,10 +318,9 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
         finalize(run_dir, cfg, data, state)
         return run_dir
     train_ds, val_ds = make_datasets(data, tcfg, stream_seed)
-    if resuming:
-        print(f"shuffling, augmentation and dropout seeded with {stream_seed} (train.seed + {state['epoch']} epochs done)")
     steps = int(tf.data.experimental.cardinality(train_ds).numpy())
     if resuming:
+        print(f"shuffling, augmentation and dropout seeded with {stream_seed} (train.seed + {state['epoch']} epochs done)")
         model = keras.models.load_model(run_dir / LAST_FILE)
         if state.get("schedule_changes"):      # the saved optimizer holds the schedule it was built with
             model.optimizer.learning_rate = learning_rate(tcfg, steps)
@@ -365,8 +357,7 @@ def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
     os.replace(tmp, run_dir / BEST_FILE)
     if (run_dir / "history.csv").is_file():
         plot_history(run_dir / "history.csv", run_dir / "history.png",
-                     [c["after_epoch"] for c in state.get("schedule_changes", [])
-                      if c.get("extended") and c["epochs_to"] != c["epochs_from"]])
+                     [c["after_epoch"] for c in state.get("schedule_changes", []) if c.get("extended")])
     report = evaluate_model(best, data.test, split_name=f"test ({data.form}: {display_path(data.source)})")
     report["run"] = {"dir": display_path(run_dir), "arch": cfg["train"]["arch"], "epochs_run": state["epoch"],
                      "epochs_planned": cfg["train"]["epochs"],
