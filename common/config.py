@@ -77,6 +77,9 @@ SCHEMA: dict[str, Any] = {
             "brightness": F((int, float), 0.2, min=0, max=1.0),
             "contrast": F((int, float), 0.2, min=0, max=1.0),
             "erasing_prob": F((int, float), 0.5, min=0, max=1.0),
+            "mixup_alpha": F((int, float), 0.0, min=0, max=10.0),
+            "cutmix_alpha": F((int, float), 0.0, min=0, max=10.0),
+            "mix_prob": F((int, float), 0.5, min=0, max=1.0),
         },
     },
     "convert": {

@@ -2,6 +2,7 @@
 
 Rotation, shear, zoom, shifts and horizontal flip are composed into a single affine transform per
 image (one resampling instead of five), then brightness/contrast jitter and random erasing.
+Mixup / CutMix then blend pairs of faces in the batch and their labels (and class weights) alike.
 """
 from __future__ import annotations
 
@@ -75,5 +76,57 @@ def make_augment(aug: dict, seed: int):
         if erase_p > 0:
             x = erase(x)
         return x
+
+    return fn
+
+
+def _beta(gen: tf.random.Generator, shape, alpha: float):
+    """Beta(alpha, alpha) samples as G1 / (G1 + G2), the gammas seeded from ``gen``."""
+    g1 = tf.random.stateless_gamma(shape, seed=gen.make_seeds(1)[:, 0], alpha=alpha)
+    g2 = tf.random.stateless_gamma(shape, seed=gen.make_seeds(1)[:, 0], alpha=alpha)
+    return g1 / tf.maximum(g1 + g2, 1e-12)
+
+
+def make_mix(aug: dict, seed: int):
+    """Return ``fn(images, onehot, weights) -> (images, soft_labels, weights)`` that mixes each face
+    with its neighbour in the (shuffled) batch, or None when mixing is off.
+
+    Each face is mixed with probability ``mix_prob``: by mixup (``x = lam*a + (1-lam)*b``) or, when
+    both alphas are set, by CutMix half the time (a box of ``b`` pasted into ``a``, lam = kept area).
+    Labels and class weights are mixed with the same lam, so the loss stays a proper expectation."""
+    mixup_a, cutmix_a, prob = float(aug["mixup_alpha"]), float(aug["cutmix_alpha"]), float(aug["mix_prob"])
+    if prob <= 0 or (mixup_a <= 0 and cutmix_a <= 0):
+        return None
+    gen = tf.random.Generator.from_seed(seed + 7919)
+
+    def fn(x, y, w):
+        b = tf.shape(x)[0]
+        h, wd = tf.shape(x)[1], tf.shape(x)[2]
+        hf, wf = tf.cast(h, tf.float32), tf.cast(wd, tf.float32)
+        xb, yb, wb = tf.roll(x, 1, axis=0), tf.roll(y, 1, axis=0), tf.roll(w, 1, axis=0)
+        apply = gen.uniform([b], 0.0, 1.0) < prob
+        if cutmix_a > 0 and mixup_a > 0:
+            use_cut = gen.uniform([b], 0.0, 1.0) < 0.5
+        else:
+            use_cut = tf.fill([b], cutmix_a > 0)
+        lam_mix = _beta(gen, [b], mixup_a) if mixup_a > 0 else tf.ones([b])
+        lam_cut = _beta(gen, [b], cutmix_a) if cutmix_a > 0 else tf.ones([b])
+        # CutMix box of area (1 - lam_cut), centred uniformly, clipped to the face
+        cut = tf.sqrt(1.0 - lam_cut)
+        cy, cx = gen.uniform([b], 0.0, 1.0) * hf, gen.uniform([b], 0.0, 1.0) * wf
+        y0, y1 = tf.clip_by_value(cy - cut * hf / 2, 0.0, hf), tf.clip_by_value(cy + cut * hf / 2, 0.0, hf)
+        x0, x1 = tf.clip_by_value(cx - cut * wf / 2, 0.0, wf), tf.clip_by_value(cx + cut * wf / 2, 0.0, wf)
+        rows = tf.cast(tf.range(h), tf.float32)[None, :, None] + 0.5
+        cols = tf.cast(tf.range(wd), tf.float32)[None, None, :] + 0.5
+        box = ((rows >= y0[:, None, None]) & (rows < y1[:, None, None]) &
+               (cols >= x0[:, None, None]) & (cols < x1[:, None, None]))
+        box = tf.cast(box, tf.float32)[..., None]
+        lam_cut = 1.0 - tf.reduce_mean(box, axis=[1, 2, 3])            # the area actually kept
+        lam = tf.where(apply, tf.where(use_cut, lam_cut, lam_mix), 1.0)
+        l4 = tf.reshape(lam, [-1, 1, 1, 1])
+        mixed = tf.where(tf.reshape(use_cut, [-1, 1, 1, 1]), x * (1.0 - box) + xb * box, l4 * x + (1.0 - l4) * xb)
+        x = tf.where(tf.reshape(apply, [-1, 1, 1, 1]), mixed, x)
+        l2 = lam[:, None]
+        return x, l2 * y + (1.0 - l2) * yb, lam * w + (1.0 - lam) * wb
 
     return fn

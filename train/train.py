@@ -103,11 +103,12 @@ def class_weights(y: np.ndarray, mode: str) -> np.ndarray:
 
 def make_datasets(data: FerData, tcfg: dict, seed: int):
     import tensorflow as tf
-    from train.augment import make_augment
+    from train.augment import make_augment, make_mix
 
     weights = tf.constant(class_weights(data.train.y, tcfg["class_weight"]))
     bs = tcfg["batch_size"]
     augment = make_augment(tcfg["augment"], seed)
+    mix = make_mix(tcfg["augment"], seed)
 
     def to_xy(x, y):
         x = tf.cast(x, tf.float32)[..., None]
@@ -118,8 +119,10 @@ def make_datasets(data: FerData, tcfg: dict, seed: int):
              .batch(bs, drop_remainder=len(data.train) >= bs)
              .map(to_xy, num_parallel_calls=tf.data.AUTOTUNE)
              .map(lambda x, y: (augment(x), y, tf.gather(weights, tf.argmax(y, axis=1))),
-                  num_parallel_calls=tf.data.AUTOTUNE)
-             .prefetch(tf.data.AUTOTUNE))
+                  num_parallel_calls=tf.data.AUTOTUNE))
+    if mix is not None:
+        train = train.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+    train = train.prefetch(tf.data.AUTOTUNE)
     val = (tf.data.Dataset.from_tensor_slices((data.val.x, data.val.y)).batch(256)
            .map(to_xy).prefetch(tf.data.AUTOTUNE))
     return train, val
