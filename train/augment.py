@@ -11,6 +11,14 @@ import math
 import tensorflow as tf
 
 
+def _box_mask(h, w, y0, y1, x0, x1):
+    """(B, h, w) bool: pixel (r, c) with y0 <= r < y1 and x0 <= c < x1, per image (float bounds, shape [B])."""
+    rows = tf.cast(tf.range(h), tf.float32)[None, :, None]
+    cols = tf.cast(tf.range(w), tf.float32)[None, None, :]
+    return ((rows >= y0[:, None, None]) & (rows < y1[:, None, None]) &
+            (cols >= x0[:, None, None]) & (cols < x1[:, None, None]))
+
+
 def make_augment(aug: dict, seed: int):
     """Return ``fn(images) -> images`` for a batch of float32 images in 0..255."""
     rot = math.radians(float(aug["rotation_deg"]))
@@ -60,10 +68,7 @@ def make_augment(aug: dict, seed: int):
         ew = tf.clip_by_value(tf.sqrt(area / tf.exp(log_r)), 1.0, wf)
         y0 = gen.uniform([b], 0.0, 1.0) * (hf - eh)
         x0 = gen.uniform([b], 0.0, 1.0) * (wf - ew)
-        rows = tf.cast(tf.range(h), tf.float32)[None, :, None]
-        cols = tf.cast(tf.range(w), tf.float32)[None, None, :]
-        inside = ((rows >= y0[:, None, None]) & (rows < (y0 + eh)[:, None, None]) &
-                  (cols >= x0[:, None, None]) & (cols < (x0 + ew)[:, None, None]))
+        inside = _box_mask(h, w, y0, y0 + eh, x0, x0 + ew)
         apply = (gen.uniform([b], 0.0, 1.0) < erase_p)[:, None, None]
         mask = tf.cast(inside & apply, tf.float32)[..., None]
         noise = gen.uniform(tf.shape(x), 0.0, 255.0)
@@ -105,26 +110,20 @@ def make_mix(aug: dict, seed: int):
         hf, wf = tf.cast(h, tf.float32), tf.cast(wd, tf.float32)
         xb, yb, wb = tf.roll(x, 1, axis=0), tf.roll(y, 1, axis=0), tf.roll(w, 1, axis=0)
         apply = gen.uniform([b], 0.0, 1.0) < prob
-        if cutmix_a > 0 and mixup_a > 0:
-            use_cut = gen.uniform([b], 0.0, 1.0) < 0.5
-        else:
-            use_cut = tf.fill([b], cutmix_a > 0)
-        lam_mix = _beta(gen, [b], mixup_a) if mixup_a > 0 else tf.ones([b])
-        lam_cut = _beta(gen, [b], cutmix_a) if cutmix_a > 0 else tf.ones([b])
-        # CutMix box of area (1 - lam_cut), centred uniformly, clipped to the face
-        cut = tf.sqrt(1.0 - lam_cut)
-        cy, cx = gen.uniform([b], 0.0, 1.0) * hf, gen.uniform([b], 0.0, 1.0) * wf
-        y0, y1 = tf.clip_by_value(cy - cut * hf / 2, 0.0, hf), tf.clip_by_value(cy + cut * hf / 2, 0.0, hf)
-        x0, x1 = tf.clip_by_value(cx - cut * wf / 2, 0.0, wf), tf.clip_by_value(cx + cut * wf / 2, 0.0, wf)
-        rows = tf.cast(tf.range(h), tf.float32)[None, :, None] + 0.5
-        cols = tf.cast(tf.range(wd), tf.float32)[None, None, :] + 0.5
-        box = ((rows >= y0[:, None, None]) & (rows < y1[:, None, None]) &
-               (cols >= x0[:, None, None]) & (cols < x1[:, None, None]))
-        box = tf.cast(box, tf.float32)[..., None]
-        lam_cut = 1.0 - tf.reduce_mean(box, axis=[1, 2, 3])            # the area actually kept
-        lam = tf.where(apply, tf.where(use_cut, lam_cut, lam_mix), 1.0)
-        l4 = tf.reshape(lam, [-1, 1, 1, 1])
-        mixed = tf.where(tf.reshape(use_cut, [-1, 1, 1, 1]), x * (1.0 - box) + xb * box, l4 * x + (1.0 - l4) * xb)
+        lam = _beta(gen, [b], mixup_a) if mixup_a > 0 else tf.ones([b])
+        mixed = tf.reshape(lam, [-1, 1, 1, 1]) * x + (1.0 - tf.reshape(lam, [-1, 1, 1, 1])) * xb
+        if cutmix_a > 0:
+            # CutMix box of area (1 - lam_cut), centred uniformly, clipped to the face
+            use_cut = gen.uniform([b], 0.0, 1.0) < 0.5 if mixup_a > 0 else tf.fill([b], True)
+            cut = tf.sqrt(1.0 - _beta(gen, [b], cutmix_a))
+            cy, cx = gen.uniform([b], 0.0, 1.0) * hf, gen.uniform([b], 0.0, 1.0) * wf
+            box = tf.cast(_box_mask(h, wd, tf.clip_by_value(cy - cut * hf / 2, 0.0, hf),
+                                    tf.clip_by_value(cy + cut * hf / 2, 0.0, hf),
+                                    tf.clip_by_value(cx - cut * wf / 2, 0.0, wf),
+                                    tf.clip_by_value(cx + cut * wf / 2, 0.0, wf)), tf.float32)[..., None]
+            lam = tf.where(use_cut, 1.0 - tf.reduce_mean(box, axis=[1, 2, 3]), lam)   # the area actually kept
+            mixed = tf.where(tf.reshape(use_cut, [-1, 1, 1, 1]), x * (1.0 - box) + xb * box, mixed)
+        lam = tf.where(apply, lam, 1.0)
         x = tf.where(tf.reshape(apply, [-1, 1, 1, 1]), mixed, x)
         l2 = lam[:, None]
         return x, l2 * y + (1.0 - l2) * yb, lam * w + (1.0 - lam) * wb
