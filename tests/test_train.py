@@ -1,6 +1,6 @@
 """A real (tiny) training run on real FER images: every output file, a falling loss, resume after a
-kill -9 in the middle of training, ending an unfinished run early (--finish) and training a
-finished one on (--extend)."""
+kill -9 in the middle of training (--set may change a resumed run's patience, and is refused for what
+the run is), ending an unfinished run early (--finish) and training a finished one on (--extend)."""
 from __future__ import annotations
 
 import csv
@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ["--arch", "tiny", "--set", "data.max_per_class=40", "--set", "train.bn_momentum=0.9",
@@ -88,10 +89,21 @@ def test_killed_run_resumes_from_last_epoch(tmp_path, fer_root):
     run, done = _kill_after(tmp_path, fer_root, 5, 2)
     steps_5 = _decay_steps(run / "last.keras")
 
-    p2 = _train(tmp_path, fer_root, "--epochs", "5")
+    saved = (run / "config.yaml").read_text()
+    refused = _train(tmp_path, fer_root, "--set", "train.learning_rate=0.02")   # would change what the run is
+    out, _ = refused.communicate(timeout=600)
+    assert refused.returncode == 2 and "--set train.learning_rate=0.02 cannot change the run being resumed" in out, out
+    assert (run / "config.yaml").read_text() == saved                          # nothing written
+
+    patience = yaml.safe_load(saved)["train"]["early_stopping_patience"]
+    p2 = _train(tmp_path, fer_root, "--epochs", "5", "--set", f"train.early_stopping_patience={patience + 5}")
     out, _ = p2.communicate(timeout=600)
     assert p2.returncode == 0, out
     assert f"resuming {run} after epoch {done}/5" in out
+    assert f"train.early_stopping_patience changed from {patience} to {patience + 5} for the rest of the run" in out
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["early_stopping_patience"] == patience + 5
+    assert json.loads((run / "report.json").read_text())["run"]["config_changes"] == [
+        {"after_epoch": done, "key": "train.early_stopping_patience", "from": patience, "to": patience + 5}]
     assert f"Epoch {done + 1}/5" in out and "Epoch 1/5" not in out
     assert f"seeded with {1337 + done} (train.seed + {done} epochs done)" in out   # no replay of epoch 1's stream
     assert list((tmp_path / "runs").iterdir()) == [run]          # no second run directory

@@ -21,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from common.config import ConfigError, display_path, exit_on_config_error, load_config, resolve_path  # noqa: E402
+from common.config import (ConfigError, display_path, exit_on_config_error, load_config,  # noqa: E402
+                           parse_override, resolve_path)  # noqa: E402
 from common.labels import LABELS, NUM_CLASSES  # noqa: E402
 from train.data import DataError, FerData, load_fer  # noqa: E402
 
@@ -238,9 +239,50 @@ def to_float32(model):
     return clean
 
 
+# ---------------------------------------------------------------- resuming with --set
+# keys that change how a resumed run goes on, not what it is: patience, progress output, extra exports,
+# where the decoded arrays are cached; and the convert/edge sections, which training does not read
+RESUME_SAFE = ("train.early_stopping_patience", "train.plateau_patience", "train.verbose",
+               "train.export_seed_format", "data.cache_dir")
+
+
+def _get(cfg: dict, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def resume_overrides(saved: dict, cfg: dict, set_keys: tuple[str, ...], run_dir: Path) -> list[dict]:
+    """Apply ``--set`` values to a resumed run's saved config; return the changes made.
+
+    A resumed run trains on with its own config.yaml. Keys in RESUME_SAFE (and the convert/edge
+    sections) take the new value for the rest of the run; any other train/data key whose value differs
+    from the run's is refused, naming the key, instead of being silently ignored. ``train.epochs`` is
+    handled by the caller (EPOCHS=N changes the run's length).
+    """
+    changes = []
+    for key in dict.fromkeys(set_keys):
+        new, old = _get(cfg, key), _get(saved, key)
+        if key == "train.epochs" or new == old:
+            continue
+        if key in RESUME_SAFE or key.split(".")[0] not in ("train", "data"):
+            section, *mid, leaf = key.split(".")
+            node = saved.setdefault(section, {})
+            for part in mid:
+                node = node.setdefault(part, {})
+            node[leaf] = new
+            changes.append({"key": key, "from": old, "to": new})
+        else:
+            raise DataError(f"--set {key}={new!r} cannot change the run being resumed, {run_dir}, which was "
+                            f"started with {old!r}; drop the --set to resume it, or start a new run with it "
+                            f"(`make train FRESH=1`). On a resumed run --set may change: {', '.join(RESUME_SAFE)}")
+    return changes
+
+
 # ---------------------------------------------------------------- main
 def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish: bool = False,
-        new_epochs: int | None = None, extend: int | None = None) -> Path:
+        new_epochs: int | None = None, extend: int | None = None, set_keys: tuple[str, ...] = ()) -> Path:
     """Train (or resume) and return the run directory.
 
     ``finish``: stop the unfinished run where it is (a manual early stop): evaluate its best checkpoint
@@ -249,6 +291,7 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
     continue the newest *finished* run to this many epochs in all: its last checkpoint trains on with
     the cosine schedule rebuilt for the new length (a warm restart: the LR rises to where the longer
     curve is at this epoch, then decays again); model.keras is replaced only by a better epoch.
+    ``set_keys``: the keys given with ``--set``; see :func:`resume_overrides` for what they do to a resumed run.
     """
     tcfg, dcfg = cfg["train"], cfg["data"]
     runs_dir = resolve_path(tcfg["runs_dir"])
@@ -268,6 +311,8 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
         saved = yaml.safe_load((run_dir / "config.yaml").read_text())
         state = json.loads((run_dir / STATE_FILE).read_text())
         old_epochs = saved["train"]["epochs"]
+        changes = resume_overrides(saved, cfg, set_keys, run_dir)   # before anything is written
+        rewrite = bool(changes)
         if extend:
             if extend <= state["epoch"]:
                 raise DataError(f"{run_dir} has already run {state['epoch']} epochs; EXTEND={extend} must be more")
@@ -280,15 +325,20 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
                 raise DataError(f"{run_dir} has already run {state['epoch']} epochs; EPOCHS={new_epochs} would "
                                 "end it before now. Use `make train FINISH=1` to stop it where it is.")
             saved["train"]["epochs"] = new_epochs
+            rewrite = True
             state.setdefault("schedule_changes", []).append(
                 {"after_epoch": state["epoch"], "epochs_from": old_epochs, "epochs_to": new_epochs,
                  **({"extended": True} if extend else {})})
-            (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
-            write_json_atomic(run_dir / STATE_FILE, state)
             print(f"note: run length changed from {old_epochs} to {new_epochs} epochs")
         elif tcfg["epochs"] != old_epochs and not extend:
             print(f"note: resuming with train.epochs={old_epochs} from the run's own config "
                   "(EPOCHS=N changes it)")
+        for c in changes:
+            print(f"note: {c['key']} changed from {c['from']!r} to {c['to']!r} for the rest of the run")
+        state.setdefault("config_changes", []).extend({"after_epoch": state["epoch"], **c} for c in changes)
+        if rewrite:
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+            write_json_atomic(run_dir / STATE_FILE, state)
         cfg = saved
         tcfg, dcfg = cfg["train"], cfg["data"]
         trim_history(run_dir / "history.csv", state["epoch"])
@@ -367,8 +417,9 @@ def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
                      "best_epoch": state.get("best_epoch"), "best_val_accuracy": state.get("best_val_accuracy"),
                      "train_seconds": round(state.get("train_seconds", 0.0), 1), "precision": state.get("precision"),
                      "params": int(best.count_params())}
-    if state.get("schedule_changes"):
-        report["run"]["schedule_changes"] = state["schedule_changes"]
+    for key in ("schedule_changes", "config_changes"):
+        if state.get(key):
+            report["run"][key] = state[key]
     write_report(report, data.test, run_dir)
     if cfg["train"]["export_seed_format"]:
         (run_dir / "model.json").write_text(best.to_json())
@@ -402,12 +453,15 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(("train.epochs", args.epochs))
     try:
         cfg = load_config(args.config, overrides)
+        set_keys = tuple(parse_override(item)[0] for item in args.set)
     except ConfigError as exc:
         exit_on_config_error(exc)
+    if "train.epochs" in set_keys and args.epochs is None:      # --set train.epochs=N is --epochs N
+        args.epochs = cfg["train"]["epochs"]
     try:
         if sum(map(bool, (args.fresh, args.finish, args.extend))) > 1:
             ap.error("--fresh, --finish and --extend exclude each other")
-        run(cfg, fresh=args.fresh, finish=args.finish, new_epochs=args.epochs, extend=args.extend)
+        run(cfg, fresh=args.fresh, finish=args.finish, new_epochs=args.epochs, extend=args.extend, set_keys=set_keys)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
