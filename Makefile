@@ -26,7 +26,7 @@ ARGS ?=
 
 opt = $(if $(strip $(2)),$(1) $(2))
 
-.PHONY: help setup setup-edge train tflite eval run web test bench deploy install-service uninstall-service clean
+.PHONY: help setup setup-edge train average tflite eval run web test bench deploy install-service uninstall-service clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -52,6 +52,10 @@ setup-edge: $(VENV)/.edge-installed  ## create .venv with the edge runtime only 
 train: $(VENV)/.dev-installed  ## train on FER-2013 (resumes an interrupted run; FRESH=1 starts over; FINISH=1 ends it now; EXTEND=N trains a finished run on to N epochs; DATA= ARCH= EPOCHS=)
 	$(PY) -m train --config $(CONFIG) $(call opt,--data,$(DATA)) $(call opt,--arch,$(ARCH)) \
 		$(call opt,--epochs,$(EPOCHS)) $(if $(FRESH),--fresh) $(if $(FINISH),--finish) $(call opt,--extend,$(EXTEND)) $(ARGS)
+
+average: $(VENV)/.dev-installed  ## try the weight average of a finished run's kept epochs: make average RUN=runs/<run> [LAST=N]
+	@test -n "$(RUN)" || { echo "usage: make average RUN=runs/<timestamp>-<arch> [LAST=N]"; exit 2; }
+	$(PY) -m train.average $(RUN) $(call opt,--last,$(LAST)) $(ARGS)
 
 eval: $(VENV)/.dev-installed  ## evaluate a Keras model: make eval MODEL=runs/<run>/model.keras [DATA=] [SPLIT=test]
 	@test -n "$(MODEL)" || { echo "usage: make eval MODEL=runs/<run>/model.keras [DATA=path] [SPLIT=test|val|train]"; exit 2; }

@@ -60,6 +60,7 @@ SCHEMA: dict[str, Any] = {
         "plateau_factor": F(float, 0.5, min=0.01, max=0.99),
         "plateau_patience": F(int, 4, min=1),
         "early_stopping_patience": F(int, 15, min=1),
+        "average_last": F(int, 0, min=0, max=1000),
         "label_smoothing": F(float, 0.1, min=0.0, max=0.5),
         "class_weight": F(str, "sqrt", choices=("none", "sqrt", "balanced")),
         "dropout": F(float, 0.4, min=0.0, max=0.9),
@@ -153,6 +154,19 @@ def defaults(schema: dict | None = None) -> dict:
     """The default config as a plain nested dict."""
     schema = SCHEMA if schema is None else schema
     return {k: defaults(v) if isinstance(v, dict) else copy.deepcopy(v.default) for k, v in schema.items()}
+
+
+def with_defaults(saved: dict, schema: dict | None = None) -> dict:
+    """``saved`` (e.g. a run's own config.yaml, written by an older version) with the keys it lacks
+    filled in from SCHEMA's defaults; keys it has are kept as they are."""
+    schema = SCHEMA if schema is None else schema
+    out = dict(saved)
+    for k, spec in schema.items():
+        if isinstance(spec, dict):
+            out[k] = with_defaults(saved.get(k) or {}, spec)
+        elif k not in saved:
+            out[k] = copy.deepcopy(spec.default)
+    return out
 
 
 def _type_name(t) -> str:

@@ -108,3 +108,13 @@ def test_display_path_is_portable_inside_the_repo_and_beside_it(tmp_path):
     assert display_path(ROOT / "runs" / "r1" / "model.keras") == "runs/r1/model.keras"
     assert display_path(ROOT / ".." / "shared" / "data") == "../shared/data"
     assert display_path(Path("/") / "nowhere-near" / "x") == "/nowhere-near/x"
+
+
+def test_an_older_runs_config_gets_the_keys_added_since_as_defaults():
+    from common.config import SCHEMA, with_defaults
+    old = {"train": {"epochs": 75, "augment": {"hflip": False}}, "data": {"root": "x"}}
+    cfg = with_defaults(old)
+    assert cfg["train"]["epochs"] == 75 and cfg["train"]["augment"]["hflip"] is False and cfg["data"]["root"] == "x"
+    assert cfg["train"]["average_last"] == SCHEMA["train"]["average_last"].default == 0      # off for old runs
+    assert cfg["train"]["augment"]["mixup_alpha"] == 0.0 and set(cfg) == set(SCHEMA)
+    assert old == {"train": {"epochs": 75, "augment": {"hflip": False}}, "data": {"root": "x"}}   # not modified

@@ -20,7 +20,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ["--arch", "tiny", "--set", "data.max_per_class=40", "--set", "train.bn_momentum=0.9",
          "--set", "train.batch_size=32", "--set", "train.warmup_epochs=0", "--set", "train.learning_rate=0.01",
-         "--set", "train.precision=float32", "--set", "train.verbose=2", "--set", "train.augment.erasing_prob=0"]
+         "--set", "train.precision=float32", "--set", "train.verbose=2", "--set", "train.augment.erasing_prob=0",
+         "--set", "train.augment.mixup_alpha=0"]     # mixup has its own tests; 4 tiny epochs need clean labels
 
 
 def _train(tmp_path: Path, fer_root: Path, *extra: str, **kw) -> subprocess.Popen:
@@ -36,7 +37,8 @@ def _history(run: Path) -> list[dict]:
 
 
 def test_smoke_run_writes_every_output_and_loss_falls(tmp_path, fer_root):
-    p = _train(tmp_path, fer_root, "--epochs", "4", "--set", "train.export_seed_format=true")
+    p = _train(tmp_path, fer_root, "--epochs", "4", "--set", "train.export_seed_format=true",
+               "--set", "train.average_last=3")
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out
     (run,) = (tmp_path / "runs").iterdir()
@@ -53,6 +55,20 @@ def test_smoke_run_writes_every_output_and_loss_falls(tmp_path, fer_root):
     assert len(report["confusion_matrix"]) == 7 and sum(map(sum, report["confusion_matrix"])) == 280
     assert json.loads((run / "state.json").read_text())["status"] == "finished"
     assert "Evaluation on test" in (run / "report.md").read_text()
+    # weight averaging: the last 3 epochs' weights kept, their average tried and judged on validation
+    assert sorted(f.name for f in (run / "epochs").iterdir()) == [f"epoch-00{e}.weights.h5" for e in (2, 3, 4)]
+    avg = report["run"]["weight_average"]
+    assert avg["epochs"] == [2, 4] and avg["count"] == 3 and avg["used"] == (avg["val_accuracy"] > avg["best_epoch_val_accuracy"])
+    assert ("using the average" if avg["used"] else "keeping the best epoch") in out
+    # make average: try it again on the finished run with the last 2 epochs
+    again = subprocess.run([sys.executable, "-m", "train.average", str(run), "--last", "2"], cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"},
+                           capture_output=True, text=True, timeout=600)
+    if avg["used"]:
+        assert again.returncode == 2 and "already is a weight average" in again.stderr, again.stderr
+    else:
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert json.loads((run / "report.json").read_text())["run"]["weight_average"]["epochs"] == [3, 4]
 
 
 def _kill_after(tmp_path: Path, fer_root: Path, epochs: int, min_done: int) -> tuple[Path, int]:

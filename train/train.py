@@ -22,8 +22,9 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from common.config import (ConfigError, display_path, exit_on_config_error, load_config,  # noqa: E402
-                           parse_override, resolve_path)  # noqa: E402
+                           parse_override, resolve_path, with_defaults)  # noqa: E402
 from common.labels import LABELS, NUM_CLASSES  # noqa: E402
+from train.average import epoch_file, prune, try_average  # noqa: E402
 from train.data import DataError, FerData, load_fer  # noqa: E402
 
 STATE_FILE = "state.json"
@@ -177,6 +178,17 @@ def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool):
                 state[key] = cb.snapshot()
             write_json_atomic(run_dir / STATE_FILE, state)
 
+    class KeepEpochWeights(keras.callbacks.Callback):
+        """The weights of the last ``train.average_last`` epochs, for weight averaging at the end."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            path = epoch_file(run_dir, epoch + 1)
+            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_name(f"tmp-{path.name}")
+            self.model.save_weights(tmp)
+            os.replace(tmp, path)
+            prune(run_dir, tcfg["average_last"], epoch + 1)
+
     es = ResumableEarlyStopping(monitor="val_accuracy", mode="max", patience=tcfg["early_stopping_patience"],
                                 verbose=1)
     trackers = {"early_stopping": es}
@@ -191,7 +203,8 @@ def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool):
                                         save_best_only=True, verbose=0,
                                         initial_value_threshold=state.get("best_val_accuracy") if resuming else None),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
-        LastCheckpoint(trackers),
+        *([KeepEpochWeights()] if tcfg["average_last"] else []),
+        LastCheckpoint(trackers),           # last: state.json says an epoch is done once all else is saved
     ]
     return cbs
 
@@ -243,7 +256,7 @@ def to_float32(model):
 # keys that change how a resumed run goes on, not what it is: patience, progress output, extra exports,
 # where the decoded arrays are cached; and the convert/edge sections, which training does not read
 RESUME_SAFE = ("train.early_stopping_patience", "train.plateau_patience", "train.verbose",
-               "train.export_seed_format", "data.cache_dir")
+               "train.export_seed_format", "train.average_last", "data.cache_dir")
 
 
 def _get(cfg: dict, key: str):
@@ -308,7 +321,7 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
         raise DataError(f"no unfinished {tcfg['arch']} run with a finished epoch under {runs_dir} to finish; "
                         "`make train` starts or resumes one")
     if resuming:
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        saved = with_defaults(yaml.safe_load((run_dir / "config.yaml").read_text()))   # keys added since: defaults
         state = json.loads((run_dir / STATE_FILE).read_text())
         old_epochs = saved["train"]["epochs"]
         changes = resume_overrides(saved, cfg, set_keys, run_dir)   # before anything is written
@@ -342,6 +355,7 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
         cfg = saved
         tcfg, dcfg = cfg["train"], cfg["data"]
         trim_history(run_dir / "history.csv", state["epoch"])
+        prune(run_dir, tcfg["average_last"], state["epoch"])
         print(f"resuming {run_dir} after epoch {state['epoch']}/{tcfg['epochs']} (make train FRESH=1 starts over)")
     # the data first: a missing or broken dataset must not leave an empty run directory behind
     data = load_fer(resolve_path(dcfg["root"]), resolve_path(dcfg["cache_dir"]), dcfg["val_fraction"],
@@ -405,6 +419,9 @@ def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
 
     best = keras.models.load_model(run_dir / BEST_FILE, compile=False)
     best = to_float32(best)
+    best, averaged = try_average(run_dir, best, data, cfg["train"]["average_last"], state["epoch"])
+    if averaged:
+        state["weight_average"] = averaged
     tmp = run_dir / "model.tmp.keras"
     best.save(tmp)
     os.replace(tmp, run_dir / BEST_FILE)
@@ -417,7 +434,7 @@ def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
                      "best_epoch": state.get("best_epoch"), "best_val_accuracy": state.get("best_val_accuracy"),
                      "train_seconds": round(state.get("train_seconds", 0.0), 1), "precision": state.get("precision"),
                      "params": int(best.count_params())}
-    for key in ("schedule_changes", "config_changes"):
+    for key in ("schedule_changes", "config_changes", "weight_average"):
         if state.get(key):
             report["run"][key] = state[key]
     write_report(report, data.test, run_dir)
