@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     keep = args.last or cfg["train"]["average_last"]
     kept = [e for e, _ in kept_epochs(run_dir) if state["epoch"] - keep < e <= state["epoch"]]
     problem = ("it has not finished; `make train` finishes it and tries the average then" if state.get("status") != "finished"
-               else "its model.keras already is a weight average" if state.get("weight_average", {}).get("used")
+               else "its model.keras already is a weight average" if {"used", "earlier"} & {
+                   k for k, v in state.get("weight_average", {}).items() if v}
                else f"it has {len(kept)} kept epoch(s) in the last {keep}; at least 2 are needed "
                     "(train.average_last keeps them while training)" if len(kept) < 2 else None)
     if problem:

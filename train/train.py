@@ -419,8 +419,11 @@ def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
 
     best = keras.models.load_model(run_dir / BEST_FILE, compile=False)
     best = to_float32(best)
+    earlier = state.get("weight_average")
     best, averaged = try_average(run_dir, best, data, cfg["train"]["average_last"], state["epoch"])
     if averaged:
+        if earlier and (earlier["used"] or "earlier" in earlier) and not averaged["used"]:
+            averaged["earlier"] = earlier.get("earlier", earlier)   # model.keras may still be that average (EXTEND)
         state["weight_average"] = averaged
     tmp = run_dir / "model.tmp.keras"
     best.save(tmp)
