@@ -14,6 +14,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import h5py
 import pytest
 import yaml
 
@@ -57,6 +58,8 @@ def test_smoke_run_writes_every_output_and_loss_falls(tmp_path, fer_root):
     assert "Evaluation on test" in (run / "report.md").read_text()
     # weight averaging: the last 3 epochs' weights kept, their average tried and judged on validation
     assert sorted(f.name for f in (run / "epochs").iterdir()) == [f"epoch-00{e}.weights.h5" for e in (2, 3, 4)]
+    with h5py.File(run / "epochs" / "epoch-004.weights.h5", "r") as kept:     # the model's weights only
+        assert "layers" in kept and "optimizer" not in kept, list(kept)
     avg = report["run"]["weight_average"]
     assert avg["epochs"] == [2, 4] and avg["count"] == 3 and avg["used"] == (avg["val_accuracy"] > avg["best_epoch_val_accuracy"])
     assert ("using the average" if avg["used"] else "keeping the best epoch") in out

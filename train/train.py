@@ -179,13 +179,18 @@ def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool):
             write_json_atomic(run_dir / STATE_FILE, state)
 
     class KeepEpochWeights(keras.callbacks.Callback):
-        """The weights of the last ``train.average_last`` epochs, for weight averaging at the end."""
+        """The weights of the last ``train.average_last`` epochs, for weight averaging at the end.
+
+        They are written through an uncompiled view of the same layers: ``save_weights`` of the training
+        model would also store the optimizer's moments (3x the size, unused by the average)."""
 
         def on_epoch_end(self, epoch, logs=None):
             path = epoch_file(run_dir, epoch + 1)
             path.parent.mkdir(exist_ok=True)
             tmp = path.with_name(f"tmp-{path.name}")
-            self.model.save_weights(tmp)
+            if getattr(self, "_view", None) is None:
+                self._view = keras.Model(self.model.inputs, self.model.outputs)
+            self._view.save_weights(tmp)
             os.replace(tmp, path)
             prune(run_dir, tcfg["average_last"], epoch + 1)
 
