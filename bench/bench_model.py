@@ -22,11 +22,11 @@ THREADS = (1, 2)
 
 def _faces() -> tuple[np.ndarray, str]:
     """Real FER test faces when ../shared is here (latency barely depends on content)."""
-    from common.config import load_config, resolve_path
+    from common.config import load_config
     from train.data import DataError, load_split
     cfg = load_config()
     try:
-        test = load_split(resolve_path(cfg["data"]["root"]), "test", resolve_path(cfg["data"]["cache_dir"]))
+        test = load_split(cfg["data"], "test")
         return test.x[:64], "64 real FER-2013 test faces, cycled"
     except (DataError, OSError):
         return np.full((1, 48, 48), 128, np.uint8), "a mid-gray 48x48 input (FER-2013 not available)"

@@ -46,11 +46,10 @@ def balanced_indices(y: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 def load_calibration(data_cfg: dict, root: Path, size: int) -> CalibrationSet:
     """``size`` balanced faces of the training split at ``root``; ConvertInputError if none."""
-    from common.config import display_path, resolve_path
+    from common.config import display_path
     from train.data import DataError, load_split
     try:
-        split = load_split(root, "train", resolve_path(data_cfg["cache_dir"]), data_cfg["test_subset"],
-                           data_cfg["max_per_class"], data_cfg["seed"], data_cfg["val_fraction"])
+        split = load_split(data_cfg, "train", root)
     except (DataError, OSError) as exc:
         raise ConvertInputError(f"calibration data: {exc}. int8 conversion needs real FER-2013 training "
                                 "faces: pass DATA=path/to/fer2013 (or set data.root in config.yaml).") from exc

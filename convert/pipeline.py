@@ -58,16 +58,14 @@ def _quant(detail: dict) -> dict:
 
 def _test_split(cfg: dict, root: Path):
     from train.data import DataError, load_split
-    d = cfg["data"]
     try:
-        test = load_split(root, "test", resolve_path(d["cache_dir"]), d["test_subset"], d["max_per_class"],
-                          d["seed"], d["val_fraction"])
+        test = load_split(cfg["data"], "test", root)
     except (DataError, OSError) as exc:
         raise ConvertInputError(f"test data for verification: {exc}. Pass DATA=path/to/fer2013.") from exc
     cap = cfg["convert"]["eval_max_images"]
     if cap and len(test) > cap:
         # The split is ordered by class: a seeded random subset keeps every class in.
-        idx = np.sort(np.random.default_rng(d["seed"]).permutation(len(test))[:cap])
+        idx = np.sort(np.random.default_rng(cfg["data"]["seed"]).permutation(len(test))[:cap])
         test = test.take(idx)
     if len(test) == 0:
         raise ConvertInputError(f"no test images under {root} to verify the converted model with")

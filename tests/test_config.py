@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.config import DEFAULT_CONFIG, ROOT, SCHEMA, ConfigError, defaults, display_path, load_config
+from common.config import DEFAULT_CONFIG, SCHEMA, ConfigError, defaults, display_path, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import h5py
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from common.config import resolve_path, with_defaults
-    from train.data import DataError, load_fer
+    from common.config import with_defaults
+    from train.data import DataError, load_configured
     from train.train import STATE_FILE, finalize
 
     ap = argparse.ArgumentParser(prog="python -m train.average", description=main.__doc__.splitlines()[0])
@@ -127,10 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot average {run_dir}: {problem}", file=sys.stderr)
         return 2
     cfg["train"]["average_last"] = keep
-    d = cfg["data"]
     try:
-        data = load_fer(resolve_path(d["root"]), resolve_path(d["cache_dir"]), d["val_fraction"], d["seed"],
-                        d["test_subset"], d["max_per_class"])
+        data = load_configured(cfg["data"])
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

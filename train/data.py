@@ -278,12 +278,17 @@ def load_fer(root: str | Path, cache_dir: str | Path | None = None, val_fraction
     return data
 
 
-def load_split(root: str | Path, split: str = "test", cache_dir: str | Path | None = None,
-               test_subset: str = "all", max_per_class: int = 0, seed: int = 1337,
-               val_fraction: float = 0.1) -> Split:
-    """One split ('train', 'val' or 'test') of a dataset, for evaluation and calibration."""
-    d = load_fer(root, cache_dir, val_fraction=val_fraction, seed=seed, test_subset=test_subset,
-                 max_per_class=max_per_class, verbose=False)
+def load_configured(data_cfg: dict, root: str | Path | None = None, verbose: bool = True) -> FerData:
+    """FER-2013 as the ``data`` section of config.yaml describes it; ``root`` (DATA=) replaces data.root."""
+    from common.config import resolve_path
+    d = data_cfg
+    return load_fer(Path(root) if root else resolve_path(d["root"]), resolve_path(d["cache_dir"]), d["val_fraction"],
+                    d["seed"], d["test_subset"], d["max_per_class"], verbose)
+
+
+def load_split(data_cfg: dict, split: str = "test", root: str | Path | None = None) -> Split:
+    """One split ('train', 'val' or 'test') of the configured data, for evaluation and calibration."""
+    d = load_configured(data_cfg, root, verbose=False)
     try:
         return {"train": d.train, "val": d.val, "test": d.test}[split]
     except KeyError:

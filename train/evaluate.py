@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     d = cfg["data"]
     root = Path(args.data).resolve() if args.data else resolve_path(d["root"])
     try:
-        split = load_split(root, args.split, resolve_path(d["cache_dir"]), d["test_subset"], d["max_per_class"],
-                           d["seed"], d["val_fraction"])
+        split = load_split(d, args.split, root)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -23,9 +23,9 @@ import yaml  # noqa: E402
 
 from common.config import (ConfigError, display_path, exit_on_config_error, load_config,  # noqa: E402
                            parse_override, resolve_path, with_defaults)  # noqa: E402
-from common.labels import LABELS, NUM_CLASSES  # noqa: E402
+from common.labels import NUM_CLASSES  # noqa: E402
 from train.average import epoch_file, prune, try_average  # noqa: E402
-from train.data import DataError, FerData, load_fer  # noqa: E402
+from train.data import DataError, FerData, load_configured  # noqa: E402
 
 STATE_FILE = "state.json"
 BEST_FILE = "model.keras"
@@ -363,8 +363,7 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
         prune(run_dir, tcfg["average_last"], state["epoch"])
         print(f"resuming {run_dir} after epoch {state['epoch']}/{tcfg['epochs']} (make train FRESH=1 starts over)")
     # the data first: a missing or broken dataset must not leave an empty run directory behind
-    data = load_fer(resolve_path(dcfg["root"]), resolve_path(dcfg["cache_dir"]), dcfg["val_fraction"],
-                    dcfg["seed"], dcfg["test_subset"], dcfg["max_per_class"])
+    data = load_configured(dcfg)
     if not resuming:
         run_dir = new_run_dir(runs_dir, tcfg["arch"])
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
