@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.config import resolve_path
 from common.labels import CSV_CODE_TO_LABEL, LABEL_INDEX, LABELS
 from common.preprocess import INPUT_SIZE, preprocess_face
 
@@ -280,7 +281,6 @@ def load_fer(root: str | Path, cache_dir: str | Path | None = None, val_fraction
 
 def load_configured(data_cfg: dict, root: str | Path | None = None, verbose: bool = True) -> FerData:
     """FER-2013 as the ``data`` section of config.yaml describes it; ``root`` (DATA=) replaces data.root."""
-    from common.config import resolve_path
     d = data_cfg
     return load_fer(Path(root) if root else resolve_path(d["root"]), resolve_path(d["cache_dir"]), d["val_fraction"],
                     d["seed"], d["test_subset"], d["max_per_class"], verbose)
