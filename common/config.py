@@ -41,7 +41,7 @@ SCHEMA: dict[str, Any] = {
     "data": {
         "root": F(str, "../shared/data/fer2013"),
         "cache_dir": F(str, ".cache/fer2013"),
-        "val_fraction": F(float, 0.1, min=0.01, max=0.5),
+        "val_fraction": F(float, 0.1, min=0.0, max=0.5),
         "test_subset": F(str, "all", choices=("all", "PublicTest", "PrivateTest")),
         "max_per_class": F(int, 0, min=0),
         "seed": F(int, 1337, min=0),
@@ -261,9 +261,18 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str | tuple[
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     try:
-        return validate(apply_overrides(raw or {}, overrides))
+        return check_combinations(validate(apply_overrides(raw or {}, overrides)))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def check_combinations(cfg: dict) -> dict:
+    """Settings that are valid alone but not together."""
+    if cfg["data"]["val_fraction"] == 0 and cfg["train"]["lr_schedule"] == "plateau":
+        raise ConfigError("config key 'train.lr_schedule': 'plateau' reduces the LR when the validation loss "
+                          "stalls, and data.val_fraction 0 (a final fit) leaves no validation split; "
+                          "use lr_schedule cosine or a val_fraction above 0")
+    return cfg
 
 
 def resolve_path(p: str | Path, base: Path = ROOT) -> Path:

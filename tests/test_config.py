@@ -82,6 +82,13 @@ def test_overrides_are_validated_too():
         load_config(None, ["train.epochs=0"])
 
 
+def test_a_final_fit_cannot_use_the_plateau_schedule():
+    assert load_config(None, ["data.val_fraction=0"])["data"]["val_fraction"] == 0.0     # a final fit, cosine
+    with pytest.raises(ConfigError) as exc:
+        load_config(None, ["data.val_fraction=0", "train.lr_schedule=plateau"])
+    assert "'train.lr_schedule'" in str(exc.value) and "val_fraction" in str(exc.value)
+
+
 def test_missing_and_broken_files(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")

@@ -171,6 +171,8 @@ def test_stratified_split_is_seeded_and_disjoint():
     assert np.array_equal(a_va, b_va) and not set(a_tr) & set(a_va)
     assert len(a_tr) + len(a_va) == len(y)
     assert np.bincount(y[a_va]).tolist() == [5, 1, 4, 9, 6, 6, 3]   # every class, in proportion
+    tr, va = stratified_split(y, 0.0, 7)                              # a final fit: everything trains
+    assert va.size == 0 and tr.tolist() == list(range(len(y)))
 
 
 def test_real_fer2013_counts(fer_root):

@@ -73,6 +73,31 @@ def test_smoke_run_writes_every_output_and_loss_falls(tmp_path, fer_root):
         assert json.loads((run / "report.json").read_text())["run"]["weight_average"]["epochs"] == [3, 4]
 
 
+def test_final_fit_trains_on_every_face_and_uses_the_average(tmp_path, fer_root):
+    """data.val_fraction=0: no validation split, the whole schedule runs, the average is the model."""
+    p = _train(tmp_path, fer_root, "--epochs", "3", "--set", "data.val_fraction=0", "--set", "train.average_last=2",
+               "--set", "train.early_stopping_patience=1")      # nothing to monitor: must not stop it
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    assert "final fit: no validation split" in out and "all 280 training faces" in out
+    (run,) = (tmp_path / "runs").iterdir()
+    hist = _history(run)
+    assert [int(r["epoch"]) for r in hist] == [0, 1, 2] and {r.get("val_accuracy", "NA") for r in hist} == {"NA"}
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "finished" and state["best_epoch"] == 3 and "best_val_accuracy" not in state
+    assert state["data"]["val"] == [0] * 7 and sum(state["data"]["train"]) == 280
+    report = json.loads((run / "report.json").read_text())
+    assert report["run"]["weight_average"] == {"epochs": [2, 3], "count": 2, "val_accuracy": None,
+                                               "best_epoch_val_accuracy": None, "used": True}
+    assert "no validation split (a final fit) -> using the average" in out
+    assert report["run"]["train_faces"] == 280 and report["run"]["val_faces"] == 0
+    assert (run / "history.png").stat().st_size > 0 and report["n"] == 280
+    ev = subprocess.run([sys.executable, "-m", "train.evaluate", "--model", str(run / "model.keras"), "--split", "val",
+                         "--data", str(fer_root), "--set", "data.val_fraction=0", "--set", "data.max_per_class=40"],
+                        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 2 and "validation split is empty" in ev.stderr, ev.stderr
+
+
 def _kill_after(tmp_path: Path, fer_root: Path, epochs: int, min_done: int) -> tuple[Path, int]:
     """Start a fresh run of ``epochs``, kill -9 it once ``min_done`` epochs are saved; (run dir, epochs done)."""
     p = _train(tmp_path, fer_root, "--epochs", str(epochs), "--fresh", start_new_session=True)

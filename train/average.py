@@ -4,7 +4,8 @@ The weights of the last ``train.average_last`` epochs are kept in ``runs/<id>/ep
 training their element-wise mean becomes a candidate model; its BatchNorm statistics are re-estimated
 on clean training faces (the mean of per-epoch running statistics does not match the averaged
 weights), and it replaces the best single epoch only if its validation accuracy is higher. The test
-split plays no part in the choice.
+split plays no part in the choice. A final fit (data.val_fraction 0) has no validation split to judge
+by: there the average is the model, as fixed in advance by ``train.average_last``.
 """
 from __future__ import annotations
 
@@ -69,8 +70,9 @@ def try_average(run_dir: Path, best, data, keep: int, done: int):
     """Average the kept weights of the last ``keep`` epochs up to ``done``; return (model, info).
 
     ``best`` is the best single epoch as a float32 model. The average is returned instead only if its
-    validation accuracy is higher. ``info`` (None when there is nothing to average) records the
-    epochs averaged, both validation accuracies and whether the average was used.
+    validation accuracy is higher, or always when there is no validation split (a final fit). ``info``
+    (None when there is nothing to average) records the epochs averaged, both validation accuracies
+    (None without validation) and whether the average was used.
     """
     kept = [(e, p) for e, p in kept_epochs(run_dir) if done - keep < e <= done] if keep else []
     if len(kept) < 2:
@@ -82,12 +84,17 @@ def try_average(run_dir: Path, best, data, keep: int, done: int):
     cand.set_weights(average_weights(cand, [p for _, p in kept]))
     idx = np.random.default_rng(0).permutation(len(data.train))[:CALIBRATION_FACES]
     recalibrate_batchnorm(cand, data.train.x[np.sort(idx)])
+    span = f"weight average of epochs {kept[0][0]}-{kept[-1][0]} ({len(kept)})"
+    if len(data.val) == 0:
+        print(f"{span}: no validation split (a final fit) -> using the average")
+        return cand, {"epochs": [kept[0][0], kept[-1][0]], "count": len(kept), "val_accuracy": None,
+                      "best_epoch_val_accuracy": None, "used": True}
     acc_best, acc_avg = (float((predict_probs(m, data.val.x).argmax(1) == data.val.y).mean()) for m in (best, cand))
     used = acc_avg > acc_best
     info = {"epochs": [kept[0][0], kept[-1][0]], "count": len(kept), "val_accuracy": round(acc_avg, 4),
             "best_epoch_val_accuracy": round(acc_best, 4), "used": used}
-    print(f"weight average of epochs {kept[0][0]}-{kept[-1][0]} ({len(kept)}): validation accuracy "
-          f"{acc_avg:.4f} vs best epoch {acc_best:.4f} -> {'using the average' if used else 'keeping the best epoch'}")
+    print(f"{span}: validation accuracy {acc_avg:.4f} vs best epoch {acc_best:.4f} -> "
+          f"{'using the average' if used else 'keeping the best epoch'}")
     return (cand if used else best), info
 
 

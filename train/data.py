@@ -216,7 +216,9 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
         idx = np.flatnonzero(y == c)
         rng.shuffle(idx)
         n_val = int(round(fraction * idx.size))
-        if idx.size >= 2:
+        if fraction <= 0:
+            n_val = 0                       # a final fit: everything trains
+        elif idx.size >= 2:
             n_val = min(max(n_val, 1), idx.size - 1)
         else:
             n_val = 0
@@ -290,6 +292,10 @@ def load_split(data_cfg: dict, split: str = "test", root: str | Path | None = No
     """One split ('train', 'val' or 'test') of the configured data, for evaluation and calibration."""
     d = load_configured(data_cfg, root, verbose=False)
     try:
-        return {"train": d.train, "val": d.val, "test": d.test}[split]
+        out = {"train": d.train, "val": d.val, "test": d.test}[split]
     except KeyError:
         raise DataError(f"unknown split {split!r}: use train, val or test") from None
+    if split == "val" and len(out) == 0:
+        raise DataError("the validation split is empty: data.val_fraction is 0 (a final fit on all training "
+                        "faces); set it above 0, e.g. --set data.val_fraction=0.1")
+    return out

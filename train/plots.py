@@ -40,12 +40,15 @@ def plot_history(history_csv: Path, out: Path, restarts: list[int] = ()) -> Path
         return out
     ep = [int(r["epoch"]) + 1 for r in rows]
     col = lambda k: [float(r[k]) for r in rows]  # noqa: E731
+    has_val = rows[0].get("val_loss", "NA") != "NA"     # Keras writes NA in a final fit (data.val_fraction 0)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     a1.plot(ep, col("loss"), label="train")
-    a1.plot(ep, col("val_loss"), label="val")
+    if has_val:
+        a1.plot(ep, col("val_loss"), label="val")
     a1.set_title("loss (label-smoothed cross-entropy)")
     a2.plot(ep, col("accuracy"), label="train (augmented)")
-    a2.plot(ep, col("val_accuracy"), label="val")
+    if has_val:
+        a2.plot(ep, col("val_accuracy"), label="val")
     a2.set_title("accuracy")
     for a in (a1, a2):
         for i, e in enumerate(restarts):

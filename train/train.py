@@ -125,13 +125,18 @@ def make_datasets(data: FerData, tcfg: dict, seed: int):
     if mix is not None:
         train = train.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     train = train.prefetch(tf.data.AUTOTUNE)
+    if len(data.val) == 0:              # a final fit (data.val_fraction 0)
+        return train, None
     val = (tf.data.Dataset.from_tensor_slices((data.val.x, data.val.y)).batch(256)
            .map(to_xy).prefetch(tf.data.AUTOTUNE))
     return train, val
 
 
 # ---------------------------------------------------------------- callbacks
-def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool):
+def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool, has_val: bool = True):
+    """Checkpointing, early stopping, the plateau schedule and the kept epochs. Without a validation
+    split (a final fit, data.val_fraction 0) the run goes the whole schedule and model.keras is the last
+    epoch: nothing is monitored."""
     import keras
 
     class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -168,10 +173,11 @@ def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool):
             self.model.save(tmp)
             os.replace(tmp, run_dir / LAST_FILE)
             logs = logs or {}
-            acc = float(logs.get("val_accuracy", -1))
             state["epoch"] = epoch + 1
-            if acc > state.get("best_val_accuracy", -1):
-                state["best_val_accuracy"], state["best_epoch"] = acc, epoch + 1
+            if not has_val:
+                state["best_epoch"] = epoch + 1         # model.keras holds the last epoch
+            elif float(logs.get("val_accuracy", -1)) > state.get("best_val_accuracy", -1):
+                state["best_val_accuracy"], state["best_epoch"] = float(logs["val_accuracy"]), epoch + 1
             state["train_seconds"] = state.get("train_seconds", 0.0) + (time.time() - self.t0)
             self.t0 = time.time()
             for key, cb in self.trackers.items():
@@ -194,11 +200,13 @@ def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool):
             os.replace(tmp, path)
             prune(run_dir, tcfg["average_last"], epoch + 1)
 
-    es = ResumableEarlyStopping(monitor="val_accuracy", mode="max", patience=tcfg["early_stopping_patience"],
-                                verbose=1)
-    trackers = {"early_stopping": es}
-    cbs = [es]
-    if tcfg["lr_schedule"] == "plateau":
+    trackers, cbs = {}, []
+    if has_val:
+        es = ResumableEarlyStopping(monitor="val_accuracy", mode="max", patience=tcfg["early_stopping_patience"],
+                                    verbose=1)
+        trackers["early_stopping"] = es
+        cbs.append(es)
+    if tcfg["lr_schedule"] == "plateau":        # config validation refuses it without a validation split
         rl = ResumableReduceLROnPlateau(monitor="val_loss", factor=tcfg["plateau_factor"],
                                         patience=tcfg["plateau_patience"], min_lr=tcfg["min_lr"], verbose=1)
         trackers["plateau"] = rl
@@ -206,7 +214,8 @@ def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool):
     cbs += [
         keras.callbacks.ModelCheckpoint(str(run_dir / BEST_FILE), monitor="val_accuracy", mode="max",
                                         save_best_only=True, verbose=0,
-                                        initial_value_threshold=state.get("best_val_accuracy") if resuming else None),
+                                        initial_value_threshold=state.get("best_val_accuracy") if resuming else None)
+        if has_val else keras.callbacks.ModelCheckpoint(str(run_dir / BEST_FILE), save_best_only=False, verbose=0),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
         *([KeepEpochWeights()] if tcfg["average_last"] else []),
         LastCheckpoint(trackers),           # last: state.json says an epoch is done once all else is saved
@@ -403,8 +412,13 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
         write_json_atomic(run_dir / STATE_FILE, state)
     print(f"model {tcfg['arch']}: {model.count_params():,} params, precision {precision}, {steps} steps/epoch")
 
+    if val_ds is None and not resuming:
+        print(f"final fit: no validation split (data.val_fraction 0); all {len(data.train)} training faces train "
+              f"for the whole schedule of {tcfg['epochs']} epochs"
+              + (f", and the average of the last {tcfg['average_last']} becomes the model" if tcfg["average_last"] >= 2
+                 else ", and the last epoch becomes the model"))
     if state["epoch"] < tcfg["epochs"]:
-        callbacks = make_callbacks(run_dir, tcfg, state, resuming)
+        callbacks = make_callbacks(run_dir, tcfg, state, resuming, has_val=val_ds is not None)
         try:
             model.fit(train_ds, validation_data=val_ds, epochs=tcfg["epochs"], initial_epoch=state["epoch"],
                       callbacks=callbacks, verbose=tcfg["verbose"])
@@ -437,7 +451,8 @@ def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
                      [c["after_epoch"] for c in state.get("schedule_changes", []) if c.get("extended")])
     report = evaluate_model(best, data.test, split_name=f"test ({data.form}: {display_path(data.source)})")
     report["run"] = {"dir": display_path(run_dir), "arch": cfg["train"]["arch"], "epochs_run": state["epoch"],
-                     "epochs_planned": cfg["train"]["epochs"],
+                     "epochs_planned": cfg["train"]["epochs"], "train_faces": len(data.train),
+                     "val_faces": len(data.val),
                      "best_epoch": state.get("best_epoch"), "best_val_accuracy": state.get("best_val_accuracy"),
                      "train_seconds": round(state.get("train_seconds", 0.0), 1), "precision": state.get("precision"),
                      "params": int(best.count_params())}
