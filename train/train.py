@@ -211,11 +211,14 @@ def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool, has_v
                                         patience=tcfg["plateau_patience"], min_lr=tcfg["min_lr"], verbose=1)
         trackers["plateau"] = rl
         cbs.append(rl)
+    if has_val:
+        best = keras.callbacks.ModelCheckpoint(str(run_dir / BEST_FILE), monitor="val_accuracy", mode="max",
+                                               save_best_only=True, verbose=0,
+                                               initial_value_threshold=state.get("best_val_accuracy") if resuming else None)
+    else:
+        best = keras.callbacks.ModelCheckpoint(str(run_dir / BEST_FILE), verbose=0)     # every epoch: the last
     cbs += [
-        keras.callbacks.ModelCheckpoint(str(run_dir / BEST_FILE), monitor="val_accuracy", mode="max",
-                                        save_best_only=True, verbose=0,
-                                        initial_value_threshold=state.get("best_val_accuracy") if resuming else None)
-        if has_val else keras.callbacks.ModelCheckpoint(str(run_dir / BEST_FILE), save_best_only=False, verbose=0),
+        best,
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
         *([KeepEpochWeights()] if tcfg["average_last"] else []),
         LastCheckpoint(trackers),           # last: state.json says an epoch is done once all else is saved
