@@ -86,15 +86,15 @@ def try_average(run_dir: Path, best, data, keep: int, done: int):
     recalibrate_batchnorm(cand, data.train.x[np.sort(idx)])
     span = f"weight average of epochs {kept[0][0]}-{kept[-1][0]} ({len(kept)})"
     if len(data.val) == 0:
-        print(f"{span}: no validation split (a final fit) -> using the average")
-        return cand, {"epochs": [kept[0][0], kept[-1][0]], "count": len(kept), "val_accuracy": None,
-                      "best_epoch_val_accuracy": None, "used": True}
-    acc_best, acc_avg = (float((predict_probs(m, data.val.x).argmax(1) == data.val.y).mean()) for m in (best, cand))
-    used = acc_avg > acc_best
-    info = {"epochs": [kept[0][0], kept[-1][0]], "count": len(kept), "val_accuracy": round(acc_avg, 4),
-            "best_epoch_val_accuracy": round(acc_best, 4), "used": used}
-    print(f"{span}: validation accuracy {acc_avg:.4f} vs best epoch {acc_best:.4f} -> "
-          f"{'using the average' if used else 'keeping the best epoch'}")
+        acc_best = acc_avg = None
+        used, verdict = True, "no validation split (a final fit)"
+    else:
+        acc_best, acc_avg = (float((predict_probs(m, data.val.x).argmax(1) == data.val.y).mean()) for m in (best, cand))
+        used, verdict = acc_avg > acc_best, f"validation accuracy {acc_avg:.4f} vs best epoch {acc_best:.4f}"
+    r4 = lambda a: None if a is None else round(a, 4)  # noqa: E731
+    info = {"epochs": [kept[0][0], kept[-1][0]], "count": len(kept), "val_accuracy": r4(acc_avg),
+            "best_epoch_val_accuracy": r4(acc_best), "used": used}
+    print(f"{span}: {verdict} -> {'using the average' if used else 'keeping the best epoch'}")
     return (cand if used else best), info
 
 
