@@ -88,17 +88,20 @@ def _upscale(src: Path, dst: Path, size=(640, 480)) -> None:
     cap.release()
 
 
-def _edge(clip: Path, model: Path, tmp: Path) -> dict:
-    log, stats = tmp / f"{clip.stem}.csv", tmp / f"{clip.stem}.json"
+def _edge(clip: Path, model: Path, tmp: Path, *sets: str, tag: str = "") -> dict:
+    """One whole ``python -m edge`` run on CPU 0 with ``--set`` overrides; its stats, plus wall time,
+    frames/s, peak RSS, time to the first logged face and the log's path (``log``)."""
+    log, stats = tmp / f"{clip.stem}{tag}.csv", tmp / f"{clip.stem}{tag}.json"
     log.unlink(missing_ok=True)
+    extra = [a for s in sets for a in ("--set", s)]
     code, t0, wall, _, err, rss = _run([sys.executable, "-m", "edge", "--headless", "--source", str(clip),
-                                   "--model", str(model), "--log", str(log), "--stats-json", str(stats)])
+                                   "--model", str(model), "--log", str(log), "--stats-json", str(stats), *extra])
     if code != 0:
         raise RuntimeError(f"python -m edge on {clip} exited {code}: {err[-2000:]}")
     s = json.loads(stats.read_text())
     if s["tensorflow_imported"]:
         raise AssertionError("the edge process imported tensorflow")
-    s.update(wall_s=wall, fps=s["frames"] / wall, rss_mb=rss,
+    s.update(wall_s=wall, fps=s["frames"] / wall, rss_mb=rss, log=log,
              first_face_s=(s["first_row_unix"] - t0) if s["first_row_unix"] else float("nan"))
     return s
 

@@ -81,15 +81,17 @@ class EmotionClassifier:
         # int8 softmax outputs are steps of 1/256: renormalise so each row sums to exactly 1.
         return y / s if s > 0 else np.full(len(self.labels), 1.0 / len(self.labels), np.float32)
 
-    def classify(self, crops: list[np.ndarray]) -> np.ndarray:
+    def classify(self, crops: list[np.ndarray], flip: bool | None = None) -> np.ndarray:
         """(N, num_labels) float32 probabilities, one row per crop (each row sums to 1).
 
-        With ``flip_tta`` each row is the mean of the face's and its horizontal mirror's probabilities.
+        With ``flip`` (default: ``flip_tta``) each row is the mean of the face's and its horizontal
+        mirror's probabilities.
         """
+        flip = self.flip_tta if flip is None else flip
         out = np.empty((len(crops), len(self.labels)), np.float32)
         for i, crop in enumerate(crops):
             face = preprocess_face(crop, self._size)
-            out[i] = (self._probs(face) + self._probs(face[:, ::-1])) / 2 if self.flip_tta else self._probs(face)
+            out[i] = (self._probs(face) + self._probs(face[:, ::-1])) / 2 if flip else self._probs(face)
         return out
 
 

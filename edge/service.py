@@ -237,7 +237,7 @@ class Service:
                     continue
             last_frame = now
             t0 = time.perf_counter()
-            frame = Frame(image, self.frames, item.grab.label, item.timestamp)
+            frame = Frame(image, self.frames, item.grab.label, item.timestamp, still=item.grab.still)
             try:
                 result = self.pipeline.process(frame)
             except ValueError as exc:

@@ -38,6 +38,7 @@ class Grab:
     """One image as read from a source. ``label`` is what the CSV 'source' column shows."""
     image: np.ndarray
     label: str
+    still: bool = False    # a photo: detected on its own, no tracking or smoothing across images
 
 
 @runtime_checkable
@@ -146,7 +147,7 @@ class ImageSource:
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if image is None:
             raise CorruptFrame(f"{path}: not a readable image")
-        return Grab(normalize_image(image, str(path)), str(path))
+        return Grab(normalize_image(image, str(path)), str(path), still=True)
 
     def close(self) -> None:
         self._files = []

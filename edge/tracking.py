@@ -57,33 +57,61 @@ class IouTracker:
 
 
 class Smoother:
-    """Per-face temporal smoothing: 'none', 'ema' (alpha = weight of the newest frame) or 'window'."""
+    """Per-face temporal smoothing of probabilities, and a label that does not flicker.
 
-    def __init__(self, method: str = "ema", alpha: float = 0.5, window: int = 5):
-        if method not in ("none", "ema", "window"):
-            raise ValueError(f"smoothing method {method!r} is not one of none, ema, window")
+    Methods: 'none'; 'ema' (exponential moving average of the probabilities, ``alpha`` = weight of
+    the newest frame); 'logema' (the same on log-probabilities, i.e. a running geometric mean: one
+    confident frame cannot outvote several that disagree, and a real change still wins in a few
+    frames); 'window' (mean of the last ``window`` frames). The label then moves with hysteresis: it
+    changes only when another class's smoothed probability beats the current label's by more than
+    ``hysteresis``, so two classes running neck and neck do not swap the label every frame.
+    """
+
+    METHODS = ("none", "ema", "logema", "window")
+    FLOOR = 1e-4                      # log of an int8 softmax 0 would be -inf: floor the probabilities
+
+    def __init__(self, method: str = "ema", alpha: float = 0.5, window: int = 5, hysteresis: float = 0.0):
+        if method not in self.METHODS:
+            raise ValueError(f"smoothing method {method!r} is not one of {', '.join(self.METHODS)}")
         self.method, self.alpha, self.window = method, float(alpha), int(window)
+        self.hysteresis = float(hysteresis)
         self._state: dict[int, np.ndarray | deque] = {}
+        self._label: dict[int, int] = {}
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Smoother":
         """From the ``edge.smoothing`` section."""
-        return cls(cfg["method"], cfg["alpha"], cfg["window"])
+        return cls(cfg["method"], cfg["alpha"], cfg["window"], cfg["hysteresis"])
 
-    def update(self, face_id: int, probs: np.ndarray) -> np.ndarray:
-        """The smoothed probabilities of ``face_id`` after this frame's ``probs`` (sums to 1)."""
+    def _smooth(self, face_id: int, probs: np.ndarray) -> np.ndarray:
         if self.method == "none":
             return probs
+        if self.method == "window":
+            hist = self._state.setdefault(face_id, deque(maxlen=self.window))
+            hist.append(probs)
+            return np.mean(hist, axis=0)
+        x = np.log(np.maximum(probs, self.FLOOR)) if self.method == "logema" else probs
+        prev = self._state.get(face_id)
+        cur = x if prev is None else self.alpha * x + (1.0 - self.alpha) * prev
+        self._state[face_id] = cur
         if self.method == "ema":
-            prev = self._state.get(face_id)
-            cur = probs if prev is None else self.alpha * probs + (1.0 - self.alpha) * prev
-            self._state[face_id] = cur
             return cur
-        hist = self._state.setdefault(face_id, deque(maxlen=self.window))
-        hist.append(probs)
-        return np.mean(hist, axis=0)
+        e = np.exp(cur - cur.max())
+        return (e / e.sum()).astype(np.float32)
+
+    def update(self, face_id: int, probs: np.ndarray) -> tuple[np.ndarray, int]:
+        """``face_id``'s smoothed probabilities after this frame's ``probs`` (they sum to 1) and
+        the index of its label."""
+        p = self._smooth(face_id, probs)
+        best = int(np.argmax(p))
+        cur = self._label.get(face_id)
+        if cur is None or cur == best or p[best] - p[cur] > self.hysteresis:
+            cur = best
+        self._label[face_id] = cur
+        return p, cur
 
     def forget(self, face_ids: list[int]) -> None:
         """Drop the state of faces the tracker has given up on."""
         for fid in face_ids:
             self._state.pop(fid, None)
+            self._label.pop(fid, None)

@@ -28,12 +28,28 @@ class Box:
 
 
 @dataclass(frozen=True)
+class Detection:
+    """One face as a detector found it: its box, a score, and landmarks when the backend has them.
+
+    ``framing`` names the entry of ``edge.framing.FRAMINGS`` that maps this kind of box onto the
+    face square FER-2013 was cropped to. ``landmarks`` are full-frame (x, y) pixels in BlazeFace's
+    order: the eye on the image's left, the eye on the image's right, nose tip, mouth, and the two
+    ear tragions; empty for backends without landmarks.
+    """
+    box: Box
+    score: float
+    framing: str
+    landmarks: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Frame:
     """One captured image. ``image`` is BGR, BGRA or grayscale uint8 as the source gave it."""
     image: np.ndarray
     index: int                 # 0-based frame counter of this run
     source: str                # what the CSV 'source' column shows (device, file, image path)
     timestamp: datetime        # capture time, UTC
+    still: bool = False        # a photo (image file, folder image, upload): a scene of its own, nothing carried over
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ CONTRACT="${MODEL%.tflite}.json"
 [[ "$MODEL" != ../* ]] || die "--model must be inside this checkout ($SRC)"
 command -v rsync >/dev/null || die "rsync is not installed here (sudo apt install rsync)"
 
-FILES=(common edge scripts systemd config.yaml requirements-edge.txt "$MODEL" "$CONTRACT")
+FILES=(common edge scripts systemd config.yaml requirements-edge.txt requirements-nodeps.txt "$MODEL" "$CONTRACT")
 [[ -d docs ]] && FILES+=(docs)
 
 echo "== copying to $TARGET:$STAGE"

