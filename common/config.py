@@ -118,7 +118,7 @@ SCHEMA: dict[str, Any] = {
             "model_dir": F(str, ""),
             "scale_factor": F(float, 1.2, min=1.01, max=2.0),
             "min_neighbors": F(int, 5, min=0, max=100),
-            "min_size": F(int, 40, min=8, max=4096),
+            "min_size": F(int, 24, min=8, max=4096),
             "max_faces": F(int, 5, min=1, max=100),
             "detect_width": F(int, 320, min=0, max=8192),
             "margin": F(float, 0.0, min=-0.5, max=1.0),

@@ -46,6 +46,18 @@ def _err(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (VmHWM; Linux), None elsewhere. Unlike getrusage's
+    ru_maxrss it starts afresh at exec, so it is not the launching process's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def has_display() -> bool:
     """True when a window can be opened (an X11 or Wayland display is set)."""
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -319,6 +331,7 @@ class Service:
                 "camera_reconnects": m.camera_reconnects, "started_unix": self.started,
                 "first_row_unix": self.log.first_row_time, "ended_unix": time.time(),
                 "runtime": runtime_name(), "tensorflow_imported": "tensorflow" in sys.modules,
+                "peak_rss_mb": peak_rss_mb(),
                 "stages_ms": stages}
 
     def write_stats(self, code: int) -> None:
