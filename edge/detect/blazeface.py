@@ -176,11 +176,8 @@ class BlazeFaceDetector:
         return cls(min_score=det_cfg["min_score"], min_size=det_cfg["min_size"], max_faces=det_cfg["max_faces"],
                    model_dir=det_cfg["model_dir"], threads=threads)
 
-    def _faces(self, model: _Model, image: np.ndarray, x0: int = 0, y0: int = 0) -> list[Detection]:
-        region = image[y0:, x0:] if (x0 or y0) else image
-        return self._to_detections(model.run(region, self.min_score), image.shape, x0, y0)
-
-    def _to_detections(self, cands, shape, x0: int, y0: int) -> list[Detection]:
+    def _to_detections(self, cands, shape, x0: int = 0, y0: int = 0) -> list[Detection]:
+        """Suppressed candidates of a region at (x0, y0) -> full-frame detections of at least min_size."""
         h, w = shape[:2]
         dets = []
         for box, score, lm in weighted_nms(*cands):
@@ -193,7 +190,7 @@ class BlazeFaceDetector:
     def detect(self, image: np.ndarray, thorough: bool = True) -> list[Detection]:
         """Faces in a gray, BGR or BGRA uint8 frame (the full-range model on the whole frame; every
         scan is thorough)."""
-        dets = self._faces(self.full, image)
+        dets = self._to_detections(self.full.run(image, self.min_score), image.shape)
         return sorted(dets, key=lambda d: d.box.area, reverse=True)[:self.max_faces]
 
     def detect_near(self, image: np.ndarray, near: list[Box]) -> list[Detection]:
