@@ -9,6 +9,7 @@ into a message on stderr and exit code 2 (``exit_on_config_error``).
 from __future__ import annotations
 
 import copy
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -102,6 +103,7 @@ SCHEMA: dict[str, Any] = {
         "max_frames": F(int, 0, min=0),
         "threads": F(int, 1, min=1, max=16),
         "flip_tta": F((bool, str), "auto", choices=(True, False, "auto")),
+        "max_image_mp": F((int, float), 40.0, min=0.1, max=1000),
         "camera": {
             "width": F(int, 640, min=16, max=8192),
             "height": F(int, 480, min=16, max=8192),
@@ -150,6 +152,7 @@ SCHEMA: dict[str, Any] = {
         "port": F(int, 8080, min=1, max=65535),
         "token": F(str, ""),
         "max_upload_mb": F((int, float), 10.0, min=0.01, max=1024),
+        "max_concurrent_predictions": F(int, 2, min=1, max=64),
         "stream_fps": F((int, float), 10.0, min=0.1, max=60),
         "jpeg_quality": F(int, 80, min=10, max=100),
     },
@@ -192,6 +195,9 @@ def _check_value(path: str, spec: F, value: Any) -> Any:
         raise ConfigError(f"config key '{path}': {value!r} is a {type(value).__name__}, expected {_type_name(spec.type)}")
     if spec.choices is not None and value not in spec.choices:
         raise ConfigError(f"config key '{path}': {value!r} is not one of {', '.join(map(repr, spec.choices))}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{path}': {value!r} is not a finite number; give a value between "
+                          f"{spec.min} and {spec.max}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if spec.min is not None and value < spec.min:
             raise ConfigError(f"config key '{path}': {value!r} is below the minimum {spec.min}")
@@ -257,15 +263,41 @@ def apply_overrides(raw: dict, overrides: Iterable[str | tuple[str, Any]]) -> di
     return raw
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"config key {key!r} appears twice (lines {seen[key] + 1} and "
+                                  f"{key_node.start_mark.line + 1}): keep one")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | Path | None = None, overrides: Iterable[str | tuple[str, Any]] = ()) -> dict:
     """Read, override and validate a config file. Raises ConfigError naming the key and value."""
     path = Path(path) if path else DEFAULT_CONFIG
     if not path.is_file():
         raise ConfigError(f"config file {path} not found: pass --config PATH or copy config.yaml from the repository")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text (a binary file, or saved as UTF-16?): "
+                          "save it as UTF-8 or copy config.yaml from the repository") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of sections (data:, train:, edge:, ...), "
+                          f"got a YAML {type(raw).__name__}")
     try:
         return check_combinations(validate(apply_overrides(raw or {}, overrides)))
     except ConfigError as exc:

@@ -361,7 +361,7 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
     # The source first: a wrong --source fails in a second, not after the model has loaded.
     try:
         if source is None:
-            source = make_source(e["source"], e["camera"], loop=e["loop"])
+            source = make_source(e["source"], e["camera"], loop=e["loop"], max_image_mp=e["max_image_mp"])
         source.open()
     except SourceError as exc:
         _err(f"error: {exc}")

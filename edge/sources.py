@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
+
+from edge.imagesize import HEADER_BYTES, check_size
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"})
 
@@ -51,6 +54,30 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
+SECRET_QUERY_KEYS = ("token", "password", "passwd", "pass", "pwd", "secret", "key", "apikey", "api_key",
+                     "auth", "access_token", "sig", "signature", "credential", "credentials")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its user:password and token-like query values replaced by ``***``; anything that is
+    not a URL comes back unchanged."""
+    if "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return url.split("://", 1)[0] + "://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"***@{'[' + host + ']' if ':' in host else host}{port}"
+    query = "&".join(
+        f"{k}=***" if k.lower() in SECRET_QUERY_KEYS else (f"{k}={v}" if v or "=" in pair else k)
+        for pair in parts.query.split("&") if pair for k, _, v in [pair.partition("=")])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def normalize_image(image, what: str) -> np.ndarray:
     """Make ``image`` uint8 gray, BGR or BGRA; raise CorruptFrame for anything unusable."""
     if not isinstance(image, np.ndarray) or image.size == 0:
@@ -75,7 +102,8 @@ class OpenCvSource:
                  width: int = 0, height: int = 0, fps: int = 0):
         self.target, self.live, self.loop = target, live, loop
         self.size = (width, height, fps)
-        self.name = f"camera {target}" if isinstance(target, int) else str(target)
+        # What the log, messages and the web view show: never a URL's password or token.
+        self.name = f"camera {target}" if isinstance(target, int) else redact_url(str(target))
         self._cap = None
 
     def open(self) -> None:
@@ -120,8 +148,8 @@ class ImageSource:
 
     live = False
 
-    def __init__(self, path: str | Path, loop: bool = False):
-        self.path, self.loop = Path(path), loop
+    def __init__(self, path: str | Path, loop: bool = False, max_image_mp: float = 40.0):
+        self.path, self.loop, self.max_image_mp = Path(path), loop, float(max_image_mp)
         self.name = str(self.path)
         self._files: list[Path] = []
         self._pos = 0
@@ -144,6 +172,13 @@ class ImageSource:
             self._pos = 0
         path = self._files[self._pos]
         self._pos += 1
+        try:
+            with open(path, "rb") as fh:
+                check_size(fh.read(HEADER_BYTES), self.max_image_mp, str(path))    # before decoding: no bombs
+        except OSError as exc:
+            raise CorruptFrame(f"{path}: cannot be read ({exc.strerror})") from None
+        except ValueError as exc:
+            raise CorruptFrame(str(exc)) from None
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if image is None:
             raise CorruptFrame(f"{path}: not a readable image")
@@ -213,7 +248,7 @@ def is_raspberry_pi() -> bool:
         return False
 
 
-def make_source(spec: int | str, cam_cfg: dict, loop: bool = False) -> FrameSource:
+def make_source(spec: int | str, cam_cfg: dict, loop: bool = False, max_image_mp: float = 40.0) -> FrameSource:
     """Pick the source for ``edge.source`` / ``--source`` (see config.yaml). Raises SourceError."""
     w, h, fps = cam_cfg["width"], cam_cfg["height"], cam_cfg["fps"]
     s = str(spec).strip()
@@ -233,7 +268,7 @@ def make_source(spec: int | str, cam_cfg: dict, loop: bool = False) -> FrameSour
         return OpenCvSource(s, live=True)
     p = Path(s)
     if p.is_dir() or (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
-        return ImageSource(p, loop=loop)
+        return ImageSource(p, loop=loop, max_image_mp=max_image_mp)
     if p.is_file():
         return OpenCvSource(str(p), live=False, loop=loop)
     raise SourceError(f"source {s} not found: pass a camera index (0), /dev/videoN, a video or image file, "

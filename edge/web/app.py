@@ -53,6 +53,9 @@ class WebState:
         self.analyzer = analyzer
         self.labels: tuple[str, ...] = tuple(analyzer.labels) if analyzer is not None else (live.labels if live else ())
         self.max_bytes = int(w["max_upload_mb"] * 2**20)
+        self.max_mp = float(cfg["edge"]["max_image_mp"])
+        # Uploads in flight (body, decoded image, annotation): bounded, so 50 at once cannot take the memory.
+        self.slots = threading.BoundedSemaphore(int(w["max_concurrent_predictions"]))
         self.stream_fps = float(w["stream_fps"])
         self.jpeg_quality = int(w["jpeg_quality"])
         self.stall_timeout_s = float(cfg["edge"]["camera"]["stall_timeout_s"])
@@ -77,6 +80,20 @@ class WebState:
         if not ok:
             raise RuntimeError(f"JPEG encoding of the annotated upload failed ({annotated.shape})")
         return faces, buf.tobytes()
+
+
+def cross_site(request: Request) -> str:
+    """Why a POST from another web site is refused, or "" for this server's own page and for
+    non-browser clients. A multipart POST is a CORS "simple request": any page the user opens could
+    send one to 127.0.0.1 without a preflight. Browsers name the sending page in Origin (and say
+    cross-site in Sec-Fetch-Site), and those must be this server itself."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return f"cross-site request refused (Sec-Fetch-Site: {site[:40]}): upload from this server's own page"
+    origin = request.headers.get("origin")
+    if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
+        return f"cross-origin request from {origin[:80]!r} refused: upload from this server's own page"
+    return ""
 
 
 def _no_live() -> JSONResponse:
@@ -140,12 +157,22 @@ def create_app(cfg: dict, live: LiveState | None, analyzer: Analyzer | None) -> 
     async def predict(request: Request) -> Response:
         if analyzer is None:
             return JSONResponse({"error": "no model loaded: start with --model PATH"}, status_code=503)
+        refused = cross_site(request)
+        if refused:
+            return JSONResponse({"error": refused}, status_code=403)
+        if not st.slots.acquire(blocking=False):
+            return JSONResponse({"error": "busy: other photos are being analysed; try again in a second"},
+                                status_code=503, headers={"Retry-After": "1"})
         try:
-            data, filename = await read_image_field(request, st.max_bytes)
-            image = await run_in_threadpool(decode_image, data, filename)
-        except UploadError as exc:
-            return JSONResponse({"error": exc.message}, status_code=exc.status)
-        faces, jpeg = await run_in_threadpool(st.analyze, image)
+            try:
+                data, filename = await read_image_field(request, st.max_bytes)
+                image = await run_in_threadpool(decode_image, data, filename, st.max_mp)
+            except UploadError as exc:
+                return JSONResponse({"error": exc.message}, status_code=exc.status)
+            del data
+            faces, jpeg = await run_in_threadpool(st.analyze, image)
+        finally:
+            st.slots.release()
         return JSONResponse({"width": int(image.shape[1]), "height": int(image.shape[0]),
                              "faces": [face_json(f, st.labels) for f in faces],
                              "annotated_jpeg_base64": base64.b64encode(jpeg).decode("ascii")})

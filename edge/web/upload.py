@@ -12,6 +12,8 @@ import numpy as np
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
+from edge.imagesize import HEADER_BYTES, ImageTooLarge, check_size
+
 FIELD = "image"
 
 
@@ -70,11 +72,20 @@ async def read_image_field(request: Request, max_bytes: int) -> tuple[bytes, str
     return data, part.filename or ""
 
 
-def decode_image(data: bytes, filename: str = "") -> np.ndarray:
-    """Photo bytes -> BGR image, or UploadError 415 for anything OpenCV cannot decode."""
+def decode_image(data: bytes, filename: str = "", max_mp: float = 40.0) -> np.ndarray:
+    """Photo bytes -> BGR image. Its size is read from the header first: UploadError 413 above
+    ``max_mp`` megapixels (a decompression bomb never gets decoded), 415 for anything else that
+    cannot be read."""
+    name = f" ({filename[:80]!r})" if filename else ""
+    unreadable = UploadError(415, f"the uploaded file{name} is not an image this server can read: "
+                                  "send a JPEG, PNG, BMP or WebP photo")
+    try:
+        check_size(data[:HEADER_BYTES], max_mp, f"the uploaded image{name}")
+    except ImageTooLarge as exc:
+        raise UploadError(413, str(exc)) from None
+    except ValueError:
+        raise unreadable from None
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
-        name = f" ({filename[:80]!r})" if filename else ""
-        raise UploadError(415, f"the uploaded file{name} is not an image this server can read: "
-                               "send a JPEG, PNG, BMP or WebP photo")
+        raise unreadable
     return image

@@ -1,0 +1,191 @@
+"""Hostile and broken inputs: decompression bombs, a flood of uploads, cross-site posts, NaN in the
+config, broken config files, credentials in a source URL. Each ends in a clear message and the
+documented exit code or HTTP status, with bounded memory."""
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from tests.edge_support import ROOT, edge_env, read_log, run_edge
+
+
+def png_bomb(w: int, h: int) -> bytes:
+    """A real, valid PNG of w x h black gray pixels: tiny on disk, w*h bytes once decoded."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = zlib.compressobj(9)
+    row = b"\x00" + b"\x00" * w
+    body = b"".join(raw.compress(row) for _ in range(h)) + raw.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    return png_bomb(20000, 20000)          # 400 MP, ~400 KB
+
+
+# ---- image sizes from headers --------------------------------------------------------------------
+
+def test_image_size_is_read_from_every_supported_header(tmp_path, bomb):
+    from edge.imagesize import ImageTooLarge, check_size, image_size
+    img = np.random.default_rng(0).integers(0, 255, (37, 53, 3), np.uint8)
+    for ext in (".jpg", ".png", ".webp", ".bmp", ".tif", ".ppm", ".pgm"):
+        ok, buf = cv2.imencode(ext, img if ext != ".pgm" else img[:, :, 0])
+        assert ok, ext
+        assert image_size(buf.tobytes()) == (53, 37), ext
+    assert image_size(bomb) == (20000, 20000)
+    with pytest.raises(ImageTooLarge, match=r"20000x20000.*edge.max_image_mp"):
+        check_size(bomb, 40, "x.png")
+    assert image_size(b"not an image at all") is None
+    with pytest.raises(ValueError, match="header"):
+        check_size(b"GIF89a", 40, "x.gif")
+
+
+# ---- the web API ------------------------------------------------------------------------------------
+
+def _vm(pid: int, key: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024.0
+    raise AssertionError(key)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_tflite):
+    """A real `python -m edge.web` server on a free loopback port."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "edge.web", "--model", str(tiny_tflite), "--port", str(port)],
+                            cwd=ROOT, env=edge_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(url + "api/health", timeout=2)
+            break
+        except httpx.HTTPError:
+            assert proc.poll() is None and time.monotonic() < deadline, "web server did not start"
+            time.sleep(0.3)
+    yield url, proc
+    proc.terminate()
+    proc.communicate(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def photo() -> bytes:
+    img = np.full((240, 320, 3), 120, np.uint8)
+    return cv2.imencode(".jpg", img)[1].tobytes()
+
+
+def test_a_decompression_bomb_upload_is_refused_fast_with_bounded_memory(server, bomb, photo):
+    url, proc = server
+    assert httpx.post(url + "api/predict", files={"image": ("ok.jpg", photo, "image/jpeg")}, timeout=30).status_code == 200
+    before = _vm(proc.pid, "VmHWM")
+    for _ in range(3):
+        t0 = time.monotonic()
+        r = httpx.post(url + "api/predict", files={"image": ("bomb.png", bomb, "image/png")}, timeout=30)
+        assert time.monotonic() - t0 < 1.0
+        assert r.status_code == 413 and "20000x20000" in r.json()["error"] and "edge.max_image_mp" in r.json()["error"]
+    assert _vm(proc.pid, "VmHWM") - before < 100, "the bomb was decoded"
+    assert httpx.post(url + "api/predict", files={"image": ("ok.jpg", photo, "image/jpeg")}, timeout=30).status_code == 200
+
+
+def test_concurrent_uploads_are_bounded_and_busy_ones_get_503(server, photo):
+    url, _ = server
+    big = cv2.imencode(".png", np.random.default_rng(1).integers(0, 255, (1500, 2000, 3), np.uint8))[1].tobytes()
+    codes: list[int] = []
+    retry: list[str | None] = []
+
+    def post():
+        r = httpx.post(url + "api/predict", files={"image": ("big.png", big, "image/png")}, timeout=60)
+        codes.append(r.status_code)
+        retry.append(r.headers.get("retry-after"))
+    threads = [threading.Thread(target=post) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(codes) <= {200, 503} and codes.count(200) >= 2 and 503 in codes, codes
+    assert all(ra == "1" for c, ra in zip(codes, retry) if c == 503)
+    assert httpx.post(url + "api/predict", files={"image": ("ok.jpg", photo, "image/jpeg")}, timeout=30).status_code == 200
+
+
+def test_a_post_from_another_web_site_is_refused(server, photo):
+    url, _ = server
+    files = {"image": ("ok.jpg", photo, "image/jpeg")}
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        r = httpx.post(url + "api/predict", files=files, headers=headers, timeout=30)
+        assert r.status_code == 403 and "refused" in r.json()["error"], headers
+    own = url.rstrip("/")
+    r = httpx.post(url + "api/predict", files=files, headers={"Origin": own, "Sec-Fetch-Site": "same-origin"}, timeout=30)
+    assert r.status_code == 200
+
+
+# ---- image folders ----------------------------------------------------------------------------------
+
+def test_a_bomb_in_an_image_folder_is_skipped_and_counted(tmp_path, bomb, photo):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(photo)
+    (folder / "b_bomb.png").write_bytes(bomb)
+    (folder / "c.jpg").write_bytes(photo)
+    stats = tmp_path / "s.json"
+    r = run_edge("--headless", "--source", str(folder), "--log", str(tmp_path / "e.csv"), "--stats-json", str(stats),
+                 "--set", "edge.max_image_mp=40")
+    assert r.returncode == 0, r.stderr
+    assert "b_bomb.png is 20000x20000" in r.stderr and "Traceback" not in r.stderr
+    import json
+    s = json.loads(stats.read_text())
+    assert s["frames"] == 2 and s["corrupt_frames"] == 1 and s["peak_rss_mb"] < 300
+
+
+# ---- config -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("setting", ["edge.smoothing.alpha=.nan", "edge.detector.margin=.inf",
+                                     "edge.detector.scale_factor=.nan", "web.max_upload_mb=-.inf"])
+def test_nan_and_infinity_are_refused_naming_the_key(setting, tmp_path):
+    r = run_edge("--headless", "--source", str(tmp_path), "--set", setting)
+    key = setting.split("=")[0]
+    assert r.returncode == 2 and f"'{key}'" in r.stderr and "finite" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("content,words", [
+    (b"- 1\n- 2\n", ["mapping", "list"]),
+    (b"42\n", ["mapping", "int"]),
+    ("edge:\n  threads: 1\nedge:\n  threads: 2\n".encode(), ["'edge'", "twice", "lines 1 and 3"]),
+    ("edge:\n  threads: 1\n".encode("utf-16"), ["UTF-8"]),
+    (bytes(range(256)), ["UTF-8"]),
+])
+def test_broken_config_files_exit_2_with_one_line(content, words, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(content)
+    for module in ("edge", "train", "convert"):
+        r = subprocess.run([sys.executable, "-m", module, "--config", str(cfg)], cwd=ROOT, env=edge_env(),
+                           capture_output=True, text=True, timeout=120)
+        err = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(err) == 1 and str(cfg) in err[0], (module, r.stderr)
+        assert all(w in err[0] for w in words), (module, err)
+
+
+# ---- credentials in a source URL ----------------------------------------------------------------------
+
+def test_source_url_credentials_never_reach_log_messages_or_status():
+    from edge.sources import OpenCvSource, SourceError
+    src = OpenCvSource("http://admin:s3cret@127.0.0.1:9/video?token=abc&res=hd", live=True)
+    assert "s3cret" not in src.name and "abc" not in src.name and "res=hd" in src.name
+    with pytest.raises(SourceError) as exc:
+        src.open()                                  # nothing listens on port 9: the open fails
+    assert "s3cret" not in str(exc.value) and "127.0.0.1:9" in str(exc.value)
