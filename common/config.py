@@ -305,7 +305,11 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str | tuple[
 
 
 def check_combinations(cfg: dict) -> dict:
-    """Settings that are valid alone but not together."""
+    """Settings that are valid alone but not together, and values a type alone cannot check."""
+    token = cfg["web"]["token"]
+    if token and not (token.isascii() and token.isprintable() and " " not in token):
+        raise ConfigError("config key 'web.token': use printable ASCII without spaces (letters, digits, "
+                          "punctuation); other characters cannot be sent in an HTTP Authorization header")
     if cfg["data"]["val_fraction"] == 0 and cfg["train"]["lr_schedule"] == "plateau":
         raise ConfigError("config key 'train.lr_schedule': 'plateau' reduces the LR when the validation loss "
                           "stalls, and data.val_fraction 0 (a final fit) leaves no validation split; "

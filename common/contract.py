@@ -122,6 +122,9 @@ def load_contract(model_path: str | Path, verify_sha256: bool = True) -> ModelCo
                             "Models must be made with `make tflite`, which writes both files.")
     try:
         raw = json.loads(cpath.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ContractError(f"{cpath}: not UTF-8 text (a damaged or binary file). Re-create it with `make tflite` "
+                            "or copy it again with the .tflite.") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise ContractError(f"{cpath}: not readable JSON ({exc}). Re-create it with `make tflite`.") from exc
     c = parse_contract(raw, cpath, model_file=model_path)

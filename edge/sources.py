@@ -82,12 +82,15 @@ def normalize_image(image, what: str) -> np.ndarray:
     """Make ``image`` uint8 gray, BGR or BGRA; raise CorruptFrame for anything unusable."""
     if not isinstance(image, np.ndarray) or image.size == 0:
         raise CorruptFrame(f"{what}: empty or undecodable frame")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)            # 16-bit PNG/TIFF: keep the high byte
-    elif image.dtype != np.uint8:
+    if image.dtype != np.uint8:
         if not np.issubdtype(image.dtype, np.number):
             raise CorruptFrame(f"{what}: pixel type {image.dtype} is not an image")
-        image = np.clip(image, 0, 255).astype(np.uint8)
+        top = float(np.nanmax(image)) if image.size else 0.0
+        if np.issubdtype(image.dtype, np.floating) and top <= 1.0:
+            image = np.nan_to_num(image) * 255.0             # float images in 0..1 (TIFF, EXR)
+        elif image.dtype == np.uint16 and top > 255:
+            image = image >> 8                                # 16-bit PNG/TIFF using its range: the high byte
+        image = np.clip(np.nan_to_num(image), 0, 255).astype(np.uint8)   # values already in 0..255 stay
     if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4)):
         return image
     if image.ndim == 3 and image.shape[2] == 1:

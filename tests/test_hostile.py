@@ -189,3 +189,64 @@ def test_source_url_credentials_never_reach_log_messages_or_status():
     with pytest.raises(SourceError) as exc:
         src.open()                                  # nothing listens on port 9: the open fails
     assert "s3cret" not in str(exc.value) and "127.0.0.1:9" in str(exc.value)
+
+
+# ---- small ones --------------------------------------------------------------------------------------
+
+def test_a_non_ascii_token_is_refused_at_start():
+    r = subprocess.run([sys.executable, "-m", "edge.web", "--set", "web.token=grüße"], cwd=ROOT, env=edge_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "'web.token'" in r.stderr and "ASCII" in r.stderr
+
+
+def test_a_non_utf8_contract_is_named(tiny_tflite, tmp_path):
+    import shutil
+    from common.contract import ContractError, load_contract
+    m = tmp_path / "emotion_int8.tflite"
+    shutil.copy(tiny_tflite, m)
+    m.with_suffix(".json").write_bytes(b"\xff\xfe{\x00}\x00")
+    with pytest.raises(ContractError, match="emotion_int8.json: not UTF-8"):
+        load_contract(m)
+
+
+def test_pages_carry_a_content_security_policy(server):
+    url, _ = server
+    csp = httpx.get(url + "upload", timeout=10).headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp and "frame-ancestors 'none'" in csp
+
+
+def test_listening_on_the_network_without_a_token_warns(tiny_tflite):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "edge.web", "--model", str(tiny_tflite), "--host", "0.0.0.0",
+                             "--port", str(port)], cwd=ROOT, env=edge_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.3)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+    assert "warning: the web view listens on 0.0.0.0" in out and "web.token" in out
+
+
+def test_float_and_16_bit_images_keep_their_brightness(tmp_path):
+    from edge.sources import ImageSource
+    ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (48, 1))
+    cv2.imwrite(str(tmp_path / "a_float.tif"), ramp)                       # float32 in 0..1
+    cv2.imwrite(str(tmp_path / "b_16bit_low.png"), (ramp * 255).astype(np.uint16))   # 16-bit holding 0..255
+    cv2.imwrite(str(tmp_path / "c_16bit_full.png"), (ramp * 65535).astype(np.uint16))
+    src = ImageSource(tmp_path)
+    src.open()
+    for _ in range(3):
+        g = src.read()
+        img = g.image if g.image.ndim == 2 else g.image[:, :, 0]
+        assert img.dtype == np.uint8 and img[:, -1].min() >= 250 and img[:, 0].max() <= 5, (g.label, img.max())

@@ -5,8 +5,10 @@ clear error naming web.host/web.port in the caller's thread instead of a log lin
 """
 from __future__ import annotations
 
+import ipaddress
 import signal
 import socket
+import sys
 import threading
 
 import uvicorn
@@ -49,6 +51,10 @@ class WebServer:
         self.app = create_app(cfg, live, analyzer)
         self.sock = bind(w["host"], w["port"])
         self.host, self.port = self.sock.getsockname()[:2]
+        if not w["token"] and not ipaddress.ip_address(self.host.split("%")[0]).is_loopback:
+            print(f"warning: the web view listens on {self.host}:{self.port}, reachable from the network, without "
+                  "a token: anyone there can watch the camera. Set web.token, or web.host: 127.0.0.1.",
+                  file=sys.stderr, flush=True)
         # h11 + asyncio: pure Python, nothing to compile on a Pi; no access log (it would hold ?token=).
         config = uvicorn.Config(self.app, http="h11", loop="asyncio", ws="none", lifespan="off",
                                 log_level="warning", access_log=False, timeout_graceful_shutdown=STOP_TIMEOUT_S)
