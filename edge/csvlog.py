@@ -195,8 +195,13 @@ class CsvLog:
             except OSError as exc:
                 self._fail(exc, len(lines))
                 return 0
+        start = self._size
         try:
-            self._write_all("".join(lines).encode())
+            try:
+                self._write_all("".join(lines).encode())
+            except OSError:
+                self._cut_back(start)         # a full disk took part of the rows: no partial line stays
+                raise
             if self.fsync == "always" or (self.fsync == "interval" and now - self._last_fsync >= self.fsync_interval_s):
                 os.fsync(self._fd)
                 self._last_fsync = now
@@ -214,6 +219,14 @@ class CsvLog:
         if self.rotate_bytes and self._size >= self.rotate_bytes:
             self._rotate()
         return len(lines)
+
+    def _cut_back(self, size: int) -> None:
+        """Truncate the file to ``size`` bytes (the end of the last whole row); shrinking works on a full disk."""
+        try:
+            os.ftruncate(self._fd, size)
+            self._size = size
+        except OSError:
+            pass                              # the next start repairs the tail (repair_tail)
 
     def _fail(self, exc: OSError, n_rows: int) -> None:
         self.errors += 1

@@ -169,7 +169,9 @@ def test_disk_full_while_running(tiny_tflite, clip, tmp_path, policy, code):
     assert s["csv_errors"] >= 1
     if policy == "retry":
         assert s["frames"] == 200 and s["csv_lost_rows"] > 0 and "rows were lost" in r.stderr
-    # Whatever made it to disk is whole rows after the next start (partial tail repaired).
+    read_log(log)           # whole rows at exit already: the partial write was cut back at once
+    assert "removed a partial last line" not in r.stderr
+    # And after the next start.
     subprocess.run(edge_cmd("--headless", "--source", str(clip), "--model", str(tiny_tflite), "--log", str(log),
                             "--max-frames", "1"), cwd=ROOT, env=edge_env(), capture_output=True, timeout=180)
     read_log(log)
