@@ -104,6 +104,7 @@ SCHEMA: dict[str, Any] = {
         "threads": F(int, 1, min=1, max=16),
         "flip_tta": F((bool, str), "auto", choices=(True, False, "auto")),
         "max_image_mp": F((int, float), 40.0, min=0.1, max=1000),
+        "max_bad_frames": F(int, 250, min=0, max=1000000),
         "camera": {
             "width": F(int, 640, min=16, max=8192),
             "height": F(int, 480, min=16, max=8192),

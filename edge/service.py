@@ -316,6 +316,8 @@ class Service:
             cv2.destroyAllWindows()
         if self.log.lost_rows:
             _err(f"warning: {self.log.lost_rows} CSV rows were lost because {self.log.path} could not be written")
+        if self._corrupt_msgs:
+            _err(f"note: {self._corrupt_msgs} reads of {self.source.name} failed or gave unusable frames and were skipped")
         if self.stats_json is not None:
             self.write_stats(code)
 
@@ -361,7 +363,8 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
     # The source first: a wrong --source fails in a second, not after the model has loaded.
     try:
         if source is None:
-            source = make_source(e["source"], e["camera"], loop=e["loop"], max_image_mp=e["max_image_mp"])
+            source = make_source(e["source"], e["camera"], loop=e["loop"], max_image_mp=e["max_image_mp"],
+                                 max_bad_frames=e["max_bad_frames"])
         source.open()
     except SourceError as exc:
         _err(f"error: {exc}")

@@ -102,8 +102,10 @@ class OpenCvSource:
     """cv2.VideoCapture: a camera index or /dev/videoN, a video file, or an rtsp/http URL."""
 
     def __init__(self, target: int | str, live: bool, loop: bool = False,
-                 width: int = 0, height: int = 0, fps: int = 0):
+                 width: int = 0, height: int = 0, fps: int = 0, max_bad_frames: int = 250):
         self.target, self.live, self.loop = target, live, loop
+        self.max_bad_frames = int(max_bad_frames)
+        self._bad, self._moved, self._bad_pos = 0, False, -1.0
         self.size = (width, height, fps)
         # What the log, messages and the web view show: never a URL's password or token.
         self.name = f"camera {target}" if isinstance(target, int) else redact_url(str(target))
@@ -133,12 +135,34 @@ class OpenCvSource:
         if cap is None:
             return None
         ok, image = cap.read()
+        if not ok and not self.live and self._damaged(cap):
+            raise CorruptFrame(f"{self.name}: frame {int(cap.get(cv2.CAP_PROP_POS_FRAMES))} is unreadable "
+                               "(a damaged stretch of the file); reading on")
         if not ok and self.loop and not self.live:
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, image = cap.read()
         if not ok:
             return None
+        self._bad, self._moved, self._bad_pos = 0, False, -1.0
         return Grab(normalize_image(image, self.name), self.name)
+
+    def _damaged(self, cap) -> bool:
+        """After a failed read of a file: True while frames may be left to read past (the position is
+        short of the frame count). After ``max_bad_frames`` failed reads in a row: the end when the
+        position never moved and at most 2% of the frames are left (a damaged tail, or a frame count
+        that was an estimate), else SourceError."""
+        total, pos = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_POS_FRAMES)
+        if total <= 0 or pos >= total:
+            return False
+        self._moved |= self._bad_pos >= 0 and pos != self._bad_pos
+        self._bad_pos = pos
+        self._bad += 1
+        if self._bad > self.max_bad_frames:
+            if not self._moved and total - pos <= 0.02 * total:
+                return False
+            raise SourceError(f"{self.name}: more than {self.max_bad_frames} unreadable frames in a row at frame "
+                              f"{int(pos)} of {int(total)}: the file is damaged (edge.max_bad_frames)")
+        return True
 
     def close(self) -> None:
         cap, self._cap = self._cap, None
@@ -251,7 +275,8 @@ def is_raspberry_pi() -> bool:
         return False
 
 
-def make_source(spec: int | str, cam_cfg: dict, loop: bool = False, max_image_mp: float = 40.0) -> FrameSource:
+def make_source(spec: int | str, cam_cfg: dict, loop: bool = False, max_image_mp: float = 40.0,
+                max_bad_frames: int = 250) -> FrameSource:
     """Pick the source for ``edge.source`` / ``--source`` (see config.yaml). Raises SourceError."""
     w, h, fps = cam_cfg["width"], cam_cfg["height"], cam_cfg["fps"]
     s = str(spec).strip()
@@ -273,7 +298,7 @@ def make_source(spec: int | str, cam_cfg: dict, loop: bool = False, max_image_mp
     if p.is_dir() or (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
         return ImageSource(p, loop=loop, max_image_mp=max_image_mp)
     if p.is_file():
-        return OpenCvSource(str(p), live=False, loop=loop)
+        return OpenCvSource(str(p), live=False, loop=loop, max_bad_frames=max_bad_frames)
     raise SourceError(f"source {s} not found: pass a camera index (0), /dev/videoN, a video or image file, "
                       "a folder of images or an rtsp:// / http:// URL (--source or edge.source)")
 

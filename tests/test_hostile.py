@@ -250,3 +250,22 @@ def test_float_and_16_bit_images_keep_their_brightness(tmp_path):
         g = src.read()
         img = g.image if g.image.ndim == 2 else g.image[:, :, 0]
         assert img.dtype == np.uint8 and img[:, -1].min() >= 250 and img[:, 0].max() <= 5, (g.label, img.max())
+
+
+# ---- a damaged video -------------------------------------------------------------------------------
+
+def test_a_damaged_stretch_of_a_video_is_read_past_and_reported(media_dir, tmp_path):
+    data = bytearray((media_dir / "franck.mp4").read_bytes())
+    at = len(data) // 4
+    data[at:at + 40_000] = bytes(40_000)             # 40 KB of zeros a quarter into the file
+    clip = tmp_path / "damaged.mp4"
+    clip.write_bytes(bytes(data))
+    stats = tmp_path / "s.json"
+    r = run_edge("--headless", "--source", str(clip), "--log", str(tmp_path / "e.csv"), "--stats-json", str(stats))
+    import json
+    s = json.loads(stats.read_text())
+    assert r.returncode == 0 and s["frames"] > 4000 and s["corrupt_frames"] > 0, (s, r.stderr[-500:])
+    assert "unreadable (a damaged stretch of the file); reading on" in r.stderr and "failed or gave unusable frames" in r.stderr
+    # More unreadable frames in a row than edge.max_bad_frames allows: exit 1, naming the key.
+    r = run_edge("--headless", "--source", str(clip), "--log", str(tmp_path / "e2.csv"), "--set", "edge.max_bad_frames=10")
+    assert r.returncode == 1 and "edge.max_bad_frames" in r.stderr and "Traceback" not in r.stderr
