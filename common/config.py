@@ -110,7 +110,7 @@ SCHEMA: dict[str, Any] = {
             "height": F(int, 480, min=16, max=8192),
             "fps": F(int, 30, min=1, max=240),
             "stall_timeout_s": F((int, float), 5.0, min=0.1, max=3600),
-            "reconnect_attempts": F(int, 10, min=0, max=100000),
+            "reconnect_attempts": F(int, 0, min=0, max=100000),
             "reconnect_backoff_s": F((int, float), 1.0, min=0.0, max=600),
             "reconnect_backoff_max_s": F((int, float), 30.0, min=0.0, max=3600),
         },

@@ -3,7 +3,8 @@
 Fault tolerance lives here, not in the stages:
 - frames are read by a capture thread (edge.sources.Capture); the loop waits with a timeout, so a
   camera that hangs or dies is noticed after ``edge.camera.stall_timeout_s`` and reopened with
-  exponential backoff; after ``reconnect_attempts`` failures we exit 1 and systemd restarts us.
+  exponential backoff, for ever by default (``reconnect_attempts`` 0); with a limit, after that
+  many failures we exit 1 and systemd restarts us.
   Video files and image folders simply end (exit 0).
 - sd_notify: READY=1 once model, log and source are open; WATCHDOG=1 from the loop itself when it
   makes progress (a processed frame or a reconnect attempt), so pings stop if it hangs; STOPPING=1.
@@ -39,6 +40,7 @@ from edge.types import Frame
 
 WINDOW = "fer-edge"
 STATUS_EVERY_S = 5.0
+RECONNECT_SAY_EVERY_S = 60.0  # a long camera absence: one journal line a minute, not one per attempt
 STAGES_KEPT = 20000          # per-stage timings kept for the --stats-json percentiles
 
 
@@ -141,11 +143,13 @@ class Service:
         but never delivers still runs out of attempts instead of cycling forever.
         """
         c = self.e["camera"]
-        attempts = c["reconnect_attempts"]
+        attempts = c["reconnect_attempts"]          # 0: for ever (an unattended logger waits for its camera)
+        of = f"/{attempts}" if attempts else ""
         _err(f"warning: {self.source.name}: {reason}; reconnecting")
         notify(f"STATUS=reconnecting {self.source.name}: {reason}")
         self._stop_capture()
-        while self._failures < attempts:
+        said = 0.0
+        while attempts == 0 or self._failures < attempts:
             wait = min(float(c["reconnect_backoff_s"]) * 2 ** self._failures, float(c["reconnect_backoff_max_s"]))
             if self.signals.stop.wait(wait):
                 return True                       # asked to stop while waiting: not a failure
@@ -154,11 +158,14 @@ class Service:
             try:
                 self.source.open()
             except Exception as exc:
-                _err(f"warning: reopening {self.source.name} failed (attempt {self._failures}/{attempts}): {exc}")
-                notify(f"STATUS=reconnecting {self.source.name}: attempt {self._failures} failed")
+                now = time.monotonic()
+                if self._failures <= 3 or now - said >= RECONNECT_SAY_EVERY_S:    # the journal gets a line a minute
+                    said = now
+                    _err(f"warning: reopening {self.source.name} failed (attempt {self._failures}{of}): {exc}")
+                notify(f"STATUS=reconnecting {self.source.name}: attempt {self._failures} failed: {exc}")
                 continue
             self.live.count("camera_reconnects")
-            _err(f"note: {self.source.name} reopened (attempt {self._failures}/{attempts})")
+            _err(f"note: {self.source.name} reopened (attempt {self._failures}{of})")
             self._start_capture()
             return True
         _err(f"error: {self.source.name} could not be reopened after {attempts} attempts; "

@@ -211,7 +211,7 @@ if [[ $SYSTEMCTL_ROOT -eq 1 ]]; then
 fi
 [[ -d /run/systemd/system ]] || die "systemd is not running on this machine: the files are installed, but the service cannot be started (use --no-systemctl)"
 systemctl daemon-reload
-systemctl reset-failed "$NAME.service" 2>/dev/null || true    # re-arm the start limit after a fix
+systemctl reset-failed "$NAME.service" 2>/dev/null || true    # clear a failed state left by an earlier version
 systemctl enable "$NAME.service"
 echo "== (re)starting $NAME.service: waits until the model and the camera are open (READY=1)"
 if ! systemctl restart "$NAME.service"; then

@@ -202,3 +202,18 @@ def test_corrupted_model_exits_2_naming_the_file(tiny_tflite, clip, tmp_path):
 def test_invalid_config_values_exit_2_naming_the_key(args, key):
     r = run_edge(*(args if "--display" in args else ["--headless", *args]), timeout=60)
     assert r.returncode == 2 and key in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_camera_gone_longer_than_any_limit_is_waited_for(tiny_tflite, frames, tmp_path, capfd, monkeypatch):
+    """reconnect_attempts 0 (the default): the loop keeps reopening until the camera is back, with
+    the journal told at most once a minute after the first attempts."""
+    import edge.service
+    monkeypatch.setattr(edge.service, "RECONNECT_SAY_EVERY_S", 0.5)
+    cam = FakeCamera(frames, fault="die", after=5, open_failures=40)
+    code, s, took = run_loop(tiny_tflite, tmp_path, cam, **{"edge.camera.reconnect_attempts": 0,
+                                                            "edge.camera.reconnect_backoff_max_s": 0.05,
+                                                            "edge.max_frames": 20})
+    assert code == 0 and s["frames"] == 20 and s["camera_reconnects"] == 1 and cam.opens == 42
+    err = capfd.readouterr().err
+    fails = err.count("failed (attempt ")
+    assert 3 <= fails < 40 and "attempt 41)" in err and "/" not in err.split("failed (attempt ")[1].split(")")[0]
