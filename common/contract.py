@@ -137,11 +137,10 @@ def load_contract(model_path: str | Path, verify_sha256: bool = True) -> ModelCo
     return c
 
 
-def write_contract(data: dict[str, Any], path: str | Path) -> Path:
-    """Write the contract atomically (tmp file + rename)."""
+def stage_contract(data: dict[str, Any], path: str | Path) -> Path:
+    """Write the contract for ``path`` to a temporary file beside it and return that file's path
+    (the caller renames it, after the model it describes)."""
     path = Path(path)
-    data = {"schema_version": SCHEMA_VERSION, **data}
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    tmp.write_text(json.dumps({"schema_version": SCHEMA_VERSION, **data}, indent=2) + "\n", encoding="utf-8")
+    return tmp

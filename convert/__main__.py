@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     except ParityError as exc:
         print_error(exc)
         return 1
+    except OSError as exc:              # e.g. a read-only or full convert.output_dir
+        where = f" {exc.filename}" if exc.filename else ""
+        print_error(f"cannot write{where}: {exc.strerror or exc}. Make convert.output_dir writable "
+                    "(or pass --set convert.output_dir=DIR); nothing was replaced")
+        return 2
     return 0
 
 

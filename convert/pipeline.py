@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from common.config import display_path, resolve_path
-from common.contract import sha256_file, write_contract
+from common.contract import sha256_file, stage_contract
 from common.interpreter import ModelLoadError, make_interpreter, runtime_name, runtime_version
 from common.labels import LABELS
 from convert import flatbuffer
@@ -157,10 +157,14 @@ def convert(cfg: dict, log=print) -> ConvertResult:
             "tools": _versions(),
         }
         contract["tflite"]["sha256"] = sha256_file(tmp)
+        # Both files are written before either replaces anything, so a failed write never leaves a
+        # new model beside an old contract; the two renames follow each other at once.
+        staged = stage_contract(contract, contract_path)
         os.replace(tmp, final)
+        os.replace(staged, contract_path)
     finally:
         tmp.unlink(missing_ok=True)
-    write_contract(contract, contract_path)
+        contract_path.with_suffix(".json.tmp").unlink(missing_ok=True)
     log(f"wrote {final} ({len(buf) / 1024:.1f} KiB) and {contract_path}")
     log(f"latency per face ({runtime_name()} {runtime_version()}, 1 thread, median of {LATENCY_RUNS}): "
         f"{med:.3f} ms (p95 {p95:.3f} ms)")

@@ -114,13 +114,14 @@ mkdir -p "$PREFIX/models"
 for d in common edge scripts systemd docs; do copy_dir "$d"; done
 install -m 0644 "$SRC/requirements-edge.txt" "$SRC/requirements-nodeps.txt" "$SRC/config.yaml" "$PREFIX/"
 
-# The model and its contract travel together: copy both under temporary names, then rename, so the
-# installed pair is never a new model with an old contract.
-echo "== installing model $MODEL (+ $(basename "$CONTRACT"))"
-install -m 0644 "$MODEL" "$PREFIX/models/emotion_int8.tflite.tmp"
-install -m 0644 "$CONTRACT" "$PREFIX/models/emotion_int8.json.tmp"
-mv -f "$PREFIX/models/emotion_int8.tflite.tmp" "$PREFIX/models/emotion_int8.tflite"
-mv -f "$PREFIX/models/emotion_int8.json.tmp" "$PREFIX/models/emotion_int8.json"
+# The model and its contract travel together: both are staged in models/.staged/, checked there (the
+# contract, its sha256 and a real load with the runtime, once the venv exists below) and only then
+# renamed into place. A bad pair is refused and the installed pair keeps working.
+STAGE="$PREFIX/models/.staged"
+rm -rf "$STAGE"
+mkdir -p "$STAGE"
+install -m 0644 "$MODEL" "$STAGE/emotion_int8.tflite"
+install -m 0644 "$CONTRACT" "$STAGE/emotion_int8.json"
 
 # --- virtualenv with the edge dependencies. --system-site-packages: picamera2/libcamera come from
 # apt (python3-picamera2) and are never pip-installed. The service is headless, so it gets
@@ -168,15 +169,28 @@ PY="$VENV/bin/python"
 # Byte-compile now: under ProtectSystem=strict the service cannot write __pycache__ itself.
 "$PY" -m compileall -q "$PREFIX/common" "$PREFIX/edge" >/dev/null
 
-# The installed model must load with its contract (checksum included) before we restart anything.
-PYTHONPATH="$PREFIX" "$PY" -c '
+# The staged model must load with its contract (checksum included) and run before it replaces anything.
+echo "== checking model $MODEL (+ $(basename "$CONTRACT"))"
+if ! PYTHONPATH="$PREFIX" "$PY" -c '
 import sys
-from common.contract import ContractError, load_contract
+import numpy as np
+from edge.classify import EmotionClassifier
 try:
-    load_contract(sys.argv[1])
-except ContractError as exc:
+    clf = EmotionClassifier(sys.argv[1])
+    clf.classify([np.full((48, 48), 128, np.uint8)])
+except (ValueError, RuntimeError) as exc:
     sys.exit(f"install.sh: error: {exc}")
-' "$PREFIX/models/emotion_int8.tflite" || exit 2
+' "$STAGE/emotion_int8.tflite"; then
+    rm -rf "$STAGE"
+    echo "install.sh: the installed model was left as it was" >&2
+    exit 2
+fi
+mv -f "$STAGE/emotion_int8.tflite" "$PREFIX/models/emotion_int8.tflite.tmp"
+mv -f "$STAGE/emotion_int8.json" "$PREFIX/models/emotion_int8.json.tmp"
+mv -f "$PREFIX/models/emotion_int8.tflite.tmp" "$PREFIX/models/emotion_int8.tflite"
+mv -f "$PREFIX/models/emotion_int8.json.tmp" "$PREFIX/models/emotion_int8.json"
+rmdir "$STAGE"
+echo "== installed model $PREFIX/models/emotion_int8.tflite"
 
 # --- config: never overwrite an edited one
 mkdir -p "$ETC"

@@ -269,3 +269,22 @@ def test_a_damaged_stretch_of_a_video_is_read_past_and_reported(media_dir, tmp_p
     # More unreadable frames in a row than edge.max_bad_frames allows: exit 1, naming the key.
     r = run_edge("--headless", "--source", str(clip), "--log", str(tmp_path / "e2.csv"), "--set", "edge.max_bad_frames=10")
     assert r.returncode == 1 and "edge.max_bad_frames" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_read_only_output_dir_exits_2_for_convert(tiny_keras_model, fer_root, tmp_path):
+    import os
+    if os.geteuid() == 0:
+        # root writes anyway: make the output path a file, which no user can create a folder in
+        out = tmp_path / "not_a_dir"
+        out.write_text("")
+        out = out / "models"
+    else:
+        out = tmp_path / "ro"
+        out.mkdir()
+        out.chmod(0o500)
+    r = subprocess.run([sys.executable, "-m", "convert", "--model", str(tiny_keras_model), "--set",
+                        f"convert.output_dir={out}", "--set", f"data.root={fer_root}", "--set", "data.max_per_class=20",
+                        "--set", "convert.calibration_size=20"],
+                       cwd=ROOT, env=edge_env(), capture_output=True, text=True, timeout=300)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "convert.output_dir" in err[-1], r.stderr[-800:]

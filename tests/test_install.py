@@ -9,6 +9,7 @@ the temporary root) on a real clip, with a real sd_notify socket, as systemd wou
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shlex
@@ -296,8 +297,25 @@ def test_model_not_matching_contract_is_refused(tiny_tflite, tmp_path):
     data = bytearray(tiny_tflite.read_bytes())
     data[-1] ^= 0xFF
     bad.write_bytes(bytes(data))
-    r = install(tmp_path / "root", bad, "--no-systemctl")
-    assert r.returncode == 2 and "sha256" in r.stderr, r.stderr
+    root = tmp_path / "root"
+    assert install(root, tiny_tflite, "--no-systemctl").returncode == 0
+    installed = root / "opt/fer-edge/models/emotion_int8.tflite"
+    r = install(root, bad, "--no-systemctl")
+    assert r.returncode == 2 and "sha256" in r.stderr and "left as it was" in r.stderr, r.stderr
+    assert installed.read_bytes() == tiny_tflite.read_bytes()             # the working pair is untouched
+    assert installed.with_suffix(".json").read_bytes() == tiny_tflite.with_suffix(".json").read_bytes()
+    # A truncated model whose contract was given its hash: the contract passes, the real load does not.
+    import hashlib
+    cut = tmp_path / "cut" / "emotion_int8.tflite"
+    cut.parent.mkdir()
+    cut.write_bytes(tiny_tflite.read_bytes()[:5000])
+    contract = json.loads(tiny_tflite.with_suffix(".json").read_text())
+    contract["tflite"]["sha256"] = hashlib.sha256(cut.read_bytes()).hexdigest()
+    cut.with_suffix(".json").write_text(json.dumps(contract))
+    r = install(root, cut, "--no-systemctl")
+    assert r.returncode == 2 and str(cut.name) in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert installed.read_bytes() == tiny_tflite.read_bytes()
+    assert not (root / "opt/fer-edge/models/.staged").exists()
 
 
 def test_uninstall_keeps_log_unless_purge(tiny_tflite, tmp_path):
