@@ -195,6 +195,12 @@ class CsvLog:
             except OSError as exc:
                 self._fail(exc, len(lines))
                 return 0
+        try:
+            if os.fstat(self._fd).st_size < self._size:     # truncated under us (logrotate copytruncate)
+                self._size = 0
+                self._write_all(self.header)
+        except OSError:
+            pass
         start = self._size
         try:
             try:

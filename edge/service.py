@@ -35,7 +35,7 @@ from edge.detect import DetectorError
 from edge.live import LiveState
 from edge.notify import Watchdog, notify
 from edge.pipeline import Pipeline
-from edge.sources import Capture, FrameSource, SourceError, make_source
+from edge.sources import Capture, FrameSource, SourceError, make_source, open_interruptible
 from edge.types import Frame
 
 WINDOW = "fer-edge"
@@ -156,7 +156,8 @@ class Service:
             self._failures += 1
             self.watchdog.progress()              # the supervisor is working, not hung
             try:
-                self.source.open()
+                if not open_interruptible(self.source, self.signals.stop):
+                    return True                   # asked to stop while the device was opening
             except Exception as exc:
                 now = time.monotonic()
                 if self._failures <= 3 or now - said >= RECONNECT_SAY_EVERY_S:    # the journal gets a line a minute
@@ -372,11 +373,15 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
         if source is None:
             source = make_source(e["source"], e["camera"], loop=e["loop"], max_image_mp=e["max_image_mp"],
                                  max_bad_frames=e["max_bad_frames"])
-        source.open()
+        opened = open_interruptible(source, signals.stop)
     except SourceError as exc:
         _err(f"error: {exc}")
         signals.restore()
         return 2
+    if not opened:                   # SIGTERM/SIGINT while the source was still opening
+        _err(f"note: {signals.signame}: stopping before {source.name} opened")
+        signals.restore()
+        return 0
     try:
         pipeline = Pipeline.from_config(cfg)
         log = CsvLog.from_config(resolve_path(e["log"]), pipeline.labels, e["csv"]).open()

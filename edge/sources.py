@@ -25,6 +25,7 @@ import numpy as np
 
 from edge.imagesize import HEADER_BYTES, check_size
 
+NET_TIMEOUT_MS = 10000          # OpenCV's open and read timeouts for rtsp:// and http:// sources
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"})
 
 
@@ -112,7 +113,12 @@ class OpenCvSource:
         self._cap = None
 
     def open(self) -> None:
-        cap = cv2.VideoCapture(self.target)
+        if isinstance(self.target, str) and "://" in self.target:
+            # A network camera that does not answer must not hold the open (or a read) for minutes.
+            cap = cv2.VideoCapture(self.target, cv2.CAP_ANY, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, NET_TIMEOUT_MS,
+                                                                cv2.CAP_PROP_READ_TIMEOUT_MSEC, NET_TIMEOUT_MS])
+        else:
+            cap = cv2.VideoCapture(self.target)
         if not cap.isOpened():
             cap.release()
             hint = ("check that the camera is connected and not used by another program (`v4l2-ctl --list-devices`)"
@@ -265,6 +271,34 @@ class PiCameraSource:
                 cam.stop()
             finally:
                 cam.close()
+
+
+def open_interruptible(source: FrameSource, stop: threading.Event, poll_s: float = 0.05) -> bool:
+    """``source.open()`` in a helper thread, so that a driver or a network camera that blocks cannot
+    hold up a SIGTERM: True when it opened, False when ``stop`` was set first (the helper closes the
+    source if its open returns later). The open's own exception is raised here."""
+    box: dict = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            source.open()
+        except BaseException as exc:        # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+        done.set()
+        if stop.is_set() and "error" not in box:
+            try:
+                source.close()
+            except Exception:               # noqa: BLE001 - abandoned: nothing to report to
+                pass
+
+    threading.Thread(target=target, name=f"open {source.name}", daemon=True).start()
+    while not done.wait(poll_s):
+        if stop.is_set():
+            return False
+    if "error" in box:
+        raise box["error"]
+    return True
 
 
 def is_raspberry_pi() -> bool:

@@ -288,3 +288,101 @@ def test_a_read_only_output_dir_exits_2_for_convert(tiny_keras_model, fer_root, 
                        cwd=ROOT, env=edge_env(), capture_output=True, text=True, timeout=300)
     err = r.stderr.strip().splitlines()
     assert r.returncode == 2 and "Traceback" not in r.stderr and "convert.output_dir" in err[-1], r.stderr[-800:]
+
+
+def test_sigterm_while_a_network_camera_does_not_answer_exits_within_5_s(tmp_path):
+    """A real TCP listener that accepts and never answers: OpenCV's open blocks on it."""
+    import signal
+    import socket
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    held: list = []
+    stop = threading.Event()
+
+    def accept():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                pass
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "edge", "--headless", "--source", f"http://127.0.0.1:{port}/video",
+                              "--log", str(tmp_path / "e.csv")], cwd=ROOT, env=edge_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not held and time.monotonic() < deadline:      # until OpenCV has connected and waits
+            time.sleep(0.1)
+        assert held, "the edge never connected to the silent camera"
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        stop.set()
+        srv.close()
+        for c in held:
+            c.close()
+    assert p.returncode == 0 and took < 5.0, (p.returncode, took, err)
+    assert "stopping before" in err and "Traceback" not in err
+
+
+def test_copytruncate_rotation_gets_a_header_again(tmp_path):
+    import os
+    from datetime import datetime, timezone
+    from common.labels import LABELS
+    from edge.csvlog import CsvLog
+    from edge.types import Box, Face, Frame, FrameResult
+    p = np.full(len(LABELS), 1.0 / len(LABELS))
+    res = FrameResult(Frame(np.zeros((4, 4), np.uint8), 0, "cam", datetime.now(timezone.utc)),
+                      (Face(0, Box(1, 2, 30, 30), p, "happy", float(p[3])),))
+    path = tmp_path / "e.csv"
+    log = CsvLog(path, LABELS, fsync="never").open()
+    assert log.write(res) == 1
+    os.truncate(path, 0)                     # what logrotate's copytruncate does
+    assert log.write(res) == 1 and log.write(res) == 1
+    log.close()
+    header, rows = read_log(path)
+    assert header[0] == "timestamp" and len(rows) == 2
+
+
+def test_a_client_that_disconnects_mid_upload_costs_one_line(tiny_tflite):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "edge.web", "--model", str(tiny_tflite), "--port", str(port)],
+                            cwd=ROOT, env=edge_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                      b"boundary=x\r\nContent-Length: 500000\r\n\r\n--x\r\n" + b"a" * 20000)
+            time.sleep(0.5)
+        time.sleep(1.0)
+        assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+    assert "abandoned by the client" in out and "Traceback" not in out, out
+
+
+def test_a_loopback_server_refuses_other_host_names(server):
+    """DNS rebinding: a site's own name pointed at 127.0.0.1 still sends that name as Host."""
+    url, _ = server
+    r = httpx.get(url + "api/health", headers={"Host": "evil.example"}, timeout=10)
+    assert r.status_code == 403 and "evil.example" in r.json()["error"]
+    port = url.rsplit(":", 1)[1].strip("/")
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost"):
+        assert httpx.get(url + "api/health", headers={"Host": host}, timeout=10).status_code == 200, host

@@ -24,7 +24,7 @@ from edge import overlay
 from edge.live import LiveState
 from edge.types import Face, Frame, FrameResult
 from edge.web import pages, prom
-from edge.web.auth import TokenAuth
+from edge.web.auth import LoopbackHosts, TokenAuth
 from edge.web.stream import BOUNDARY, Broadcaster
 from edge.web.upload import UploadError, decode_image, read_image_field
 
@@ -102,8 +102,9 @@ def _no_live() -> JSONResponse:
                         status_code=503)
 
 
-def create_app(cfg: dict, live: LiveState | None, analyzer: Analyzer | None) -> Starlette:
-    """The ASGI app (token check included). ``analyzer`` may be None: then /api/predict answers 503."""
+def create_app(cfg: dict, live: LiveState | None, analyzer: Analyzer | None, loopback_only: bool = False) -> Starlette:
+    """The ASGI app (token check included). ``analyzer`` may be None: then /api/predict answers 503.
+    ``loopback_only`` (a server bound to loopback): requests must name 127.0.0.1, localhost or [::1]."""
     st = WebState(cfg, live, analyzer)
 
     async def index(request: Request) -> Response:
@@ -185,4 +186,6 @@ def create_app(cfg: dict, live: LiveState | None, analyzer: Analyzer | None) -> 
     app = Starlette(routes=routes)
     app.state.web = st
     app.add_middleware(TokenAuth, token=cfg["web"]["token"])
+    if loopback_only:
+        app.add_middleware(LoopbackHosts)
     return app

@@ -34,6 +34,32 @@ def request_token(scope) -> str | None:
     return values[0] if values else None
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+class LoopbackHosts:
+    """ASGI middleware for a server bound to loopback: 403 unless the Host header names this machine.
+
+    DNS rebinding points a web site's own name at 127.0.0.1, so a page the user opens becomes
+    "same-origin" with this server; the Host header still carries that site's name."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            host = dict(scope.get("headers", ())).get(b"host", b"").decode("latin-1").lower()
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name not in LOOPBACK_NAMES:
+                body = json.dumps({"error": f"Host {host[:80]!r} refused: this server answers only to 127.0.0.1, "
+                                            "localhost or [::1] (set web.host to serve other names)"}).encode()
+                await send({"type": "http.response.start", "status": 403, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *SAFETY_HEADERS]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 class TokenAuth:
     """ASGI middleware: 401 unless the request carries ``token`` (when one is configured)."""
 

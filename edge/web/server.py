@@ -48,10 +48,11 @@ class WebServer:
 
     def __init__(self, cfg: dict, live: LiveState | None, analyzer):
         w = cfg["web"]
-        self.app = create_app(cfg, live, analyzer)
         self.sock = bind(w["host"], w["port"])
         self.host, self.port = self.sock.getsockname()[:2]
-        if not w["token"] and not ipaddress.ip_address(self.host.split("%")[0]).is_loopback:
+        loopback = ipaddress.ip_address(self.host.split("%")[0]).is_loopback
+        self.app = create_app(cfg, live, analyzer, loopback_only=loopback)
+        if not w["token"] and not loopback:
             print(f"warning: the web view listens on {self.host}:{self.port}, reachable from the network, without "
                   "a token: anyone there can watch the camera. Set web.token, or web.host: 127.0.0.1.",
                   file=sys.stderr, flush=True)

@@ -7,10 +7,12 @@ disk. Nothing from the request (file name, field names) is used as a path.
 """
 from __future__ import annotations
 
+import sys
+
 import cv2
 import numpy as np
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from edge.imagesize import HEADER_BYTES, ImageTooLarge, check_size
 
@@ -37,11 +39,15 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         except ValueError:
             raise UploadError(400, f"bad Content-Length header {declared[:40]!r}") from None
     chunks, total = [], 0
-    async for chunk in request.stream():     # a lying or absent Content-Length is caught here
-        total += len(chunk)
-        if total > max_bytes:
-            raise too_big
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():     # a lying or absent Content-Length is caught here
+            total += len(chunk)
+            if total > max_bytes:
+                raise too_big
+            chunks.append(chunk)
+    except ClientDisconnect:
+        print(f"note: an upload was abandoned by the client after {total} bytes", file=sys.stderr, flush=True)
+        raise UploadError(400, "the client disconnected during the upload") from None
     return b"".join(chunks)
 
 
