@@ -337,7 +337,7 @@ def test_stream_is_shared_lazy_and_survives_a_stalled_client(tiny_tflite, analyz
         # A stalled client: connects, asks for the stream, never reads a byte.
         stalled = socket.create_connection(("127.0.0.1", server.port))
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         got: list[list[bytes]] = [[] for _ in range(3)]
         readers = [threading.Thread(target=read_mjpeg, args=(f"{server.url}stream.mjpg", 3.0, g)) for g in got]
         for t in readers:
