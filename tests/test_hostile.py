@@ -61,27 +61,36 @@ def _vm(pid: int, key: str) -> float:
     raise AssertionError(key)
 
 
-@pytest.fixture(scope="module")
-def server(tiny_tflite):
-    """A real `python -m edge.web` server on a free loopback port."""
+def start_web(model: Path, *args: str) -> tuple[str, subprocess.Popen]:
+    """A real `python -m edge.web` on a free loopback port (``args`` added), once it answers."""
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "edge.web", "--model", str(tiny_tflite), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "edge.web", "--model", str(model), "--port", str(port), *args],
                             cwd=ROOT, env=edge_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 60
     while True:
         try:
             httpx.get(url + "api/health", timeout=2)
-            break
+            return url, proc
         except httpx.HTTPError:
             assert proc.poll() is None and time.monotonic() < deadline, "web server did not start"
             time.sleep(0.3)
-    yield url, proc
+
+
+def stop_web(proc: subprocess.Popen) -> str:
+    """Terminate the server; its output."""
     proc.terminate()
-    proc.communicate(timeout=15)
+    return proc.communicate(timeout=15)[0]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_tflite):
+    url, proc = start_web(tiny_tflite)
+    yield url, proc
+    stop_web(proc)
 
 
 @pytest.fixture(scope="module")
@@ -216,25 +225,8 @@ def test_pages_carry_a_content_security_policy(server):
 
 
 def test_listening_on_the_network_without_a_token_warns(tiny_tflite):
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "edge.web", "--model", str(tiny_tflite), "--host", "0.0.0.0",
-                             "--port", str(port)], cwd=ROOT, env=edge_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.3)
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=15)
+    _, proc = start_web(tiny_tflite, "--host", "0.0.0.0")
+    out = stop_web(proc)
     assert "warning: the web view listens on 0.0.0.0" in out and "web.token" in out
 
 
@@ -352,29 +344,17 @@ def test_copytruncate_rotation_gets_a_header_again(tmp_path):
 
 def test_a_client_that_disconnects_mid_upload_costs_one_line(tiny_tflite):
     import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "edge.web", "--model", str(tiny_tflite), "--port", str(port)],
-                            cwd=ROOT, env=edge_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url, proc = start_web(tiny_tflite)
+    port = int(url.rsplit(":", 1)[1].strip("/"))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.3)
         with socket.create_connection(("127.0.0.1", port)) as c:
             c.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
                       b"boundary=x\r\nContent-Length: 500000\r\n\r\n--x\r\n" + b"a" * 20000)
             time.sleep(0.5)
         time.sleep(1.0)
-        assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).status_code == 200
+        assert httpx.get(url + "api/health", timeout=5).status_code == 200
     finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=15)
+        out = stop_web(proc)
     assert "abandoned by the client" in out and "Traceback" not in out, out
 
 
