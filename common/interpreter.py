@@ -8,6 +8,10 @@ missing.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,38 @@ _RUNTIMES: tuple[tuple[str, str], ...] = (
 )
 
 _chosen: tuple[Any, str] | None = None
+# The runtime's own notes on stderr ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.") are
+# dropped unless this is True (python -m edge --verbose); anything else it prints is passed on.
+SHOW_RUNTIME_NOTES = False
+RUNTIME_NOTE = "INFO: Created TensorFlow Lite"
+
+
+@contextmanager
+def _runtime_notes_filtered():
+    """Route file descriptor 2 (where the C++ runtime writes) through a temporary file for the
+    duration of the block, then pass on every line but the runtime's INFO notes."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):      # a stderr without a descriptor (tests' capsys)
+        yield
+        return
+    if SHOW_RUNTIME_NOTES:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [ln for ln in tmp.read().decode(errors="replace").splitlines(True) if not ln.startswith(RUNTIME_NOTE)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 class ModelLoadError(ValueError):
@@ -81,8 +117,9 @@ def make_interpreter(model_path: str | Path, num_threads: int = 1):
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     cls, name = _interpreter_class()
     try:
-        interp = cls(model_path=str(path), num_threads=int(num_threads))
-        interp.allocate_tensors()
+        with _runtime_notes_filtered():
+            interp = cls(model_path=str(path), num_threads=int(num_threads))
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         # The runtimes raise ValueError/RuntimeError with a C++ message; add what to do.
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

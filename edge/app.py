@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, help="interpreter threads (edge.threads)")
     ap.add_argument("--web", action="store_true", help="serve the live web view too (web.enabled)")
     ap.add_argument("--stats-json", metavar="PATH", help="write counters and per-stage p50/p95 ms here at exit")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar and no summary at the end")
+    ap.add_argument("--verbose", action="store_true", help="also show the runtime's and OpenCV's own messages")
     ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                     help="override any config key, e.g. --set edge.detector.detect_width=240 (repeatable)")
     return ap
@@ -78,5 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, overrides_from_args(args))
     except ConfigError as exc:
         exit_on_config_error(exc)
+    if args.verbose:
+        import common.interpreter
+        common.interpreter.SHOW_RUNTIME_NOTES = True
+    else:
+        # Before cv2 loads: no camera-probing warnings, no FFmpeg decoder chatter (the loop reports
+        # unreadable frames itself).
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     from edge.service import run   # after the config check: bad flags fail fast, before cv2/LiteRT load
-    return run(cfg, stats_json=_cli_path(args.stats_json) if args.stats_json else None, headless=args.headless)
+    return run(cfg, stats_json=_cli_path(args.stats_json) if args.stats_json else None, headless=args.headless,
+               quiet=args.quiet)

@@ -16,6 +16,7 @@ import io
 import os
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -89,6 +90,7 @@ class CsvLog:
         self.lost_rows = 0       # rows dropped because the log could not be written
         self.errors = 0          # failed write attempts
         self.first_row_time: float | None = None
+        self.label_counts: Counter[str] = Counter()   # the emotion column of the rows written
         self._fd: int | None = None
         self._size = 0
         self._last_fsync = time.monotonic()
@@ -164,6 +166,10 @@ class CsvLog:
     # ---- writing ---------------------------------------------------------------------------
     def rows_for(self, result: FrameResult) -> list[str]:
         """CSV lines for a result (after the per-face minimum interval)."""
+        return [line for line, _ in self._rows(result)]
+
+    def _rows(self, result: FrameResult) -> list[tuple[str, str]]:
+        """(CSV line, emotion) for each face of a result that is due a row."""
         now = time.monotonic()
         ts = iso_utc(result.frame.timestamp)
         lines = []
@@ -174,15 +180,16 @@ class CsvLog:
                     continue
                 self._last_row[f.face_id] = now
             b = f.box
-            lines.append(_line([ts, result.frame.index, result.frame.source, f.face_id, b.x, b.y, b.w, b.h,
-                                f.label, f"{f.confidence:.4f}", *(f"{float(p):.4f}" for p in f.probs)]))
+            lines.append((_line([ts, result.frame.index, result.frame.source, f.face_id, b.x, b.y, b.w, b.h,
+                                 f.label, f"{f.confidence:.4f}", *(f"{float(p):.4f}" for p in f.probs)]), f.label))
         return lines
 
     def write(self, result: FrameResult) -> int:
         """Append the rows of one frame; returns how many were written (0 when lost or none)."""
-        lines = self.rows_for(result)
-        if not lines:
+        rows = self._rows(result)
+        if not rows:
             return 0
+        lines = [line for line, _ in rows]
         now = time.monotonic()
         if self._failing_since is not None or self._fd is None:
             if now - self._last_attempt < self.retry_interval_s:
@@ -222,6 +229,7 @@ class CsvLog:
         if self.first_row_time is None:
             self.first_row_time = time.time()
         self.rows += len(lines)
+        self.label_counts.update(label for _, label in rows)
         if self.rotate_bytes and self._size >= self.rotate_bytes:
             self._rotate()
         return len(lines)

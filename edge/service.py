@@ -41,11 +41,18 @@ from edge.types import Frame
 WINDOW = "fer-edge"
 STATUS_EVERY_S = 5.0
 RECONNECT_SAY_EVERY_S = 60.0  # a long camera absence: one journal line a minute, not one per attempt
-STAGES_KEPT = 20000          # per-stage timings kept for the --stats-json percentiles
+STAGES_KEPT = 20000
+NO_FACE_NAMED = 5            # photos without a face named in the summary          # per-stage timings kept for the --stats-json percentiles
+
+
+_bar = None                  # the progress bar while one is shown: messages go above it
 
 
 def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    if _bar is not None:
+        _bar.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr, flush=True)
 
 
 def peak_rss_mb() -> float | None:
@@ -95,10 +102,12 @@ class Service:
     """Everything one run holds: pipeline, source, capture thread, log, window, web server, counters."""
 
     def __init__(self, cfg: dict, pipeline: Pipeline, source: FrameSource, log: CsvLog,
-                 display: bool, stats_json: Path | None):
+                 display: bool, stats_json: Path | None, quiet: bool = False):
         self.cfg, self.e = cfg, cfg["edge"]
         self.pipeline, self.source, self.log = pipeline, source, log
-        self.display, self.stats_json = display, stats_json
+        self.display, self.stats_json, self.quiet = display, stats_json, quiet
+        self.no_face: list[str] = []     # photos without a face (names, for the summary)
+        self.no_face_count = 0
         self.live = LiveState(pipeline.labels)
         self.signals = _Signals()
         self.watchdog = Watchdog()
@@ -200,8 +209,12 @@ class Service:
         stall = float(cam["stall_timeout_s"])
         self._start_capture()
         notify(f"READY=1\nSTATUS=running: {self.source.name} -> {self.log.path}")
+        det = self.pipeline.detector
+        detector = det.backend + ("+profile" if getattr(det, "profile", None) is not None else "")
+        web = f", web {self.web.url}" if self.web is not None else ""
         _err(f"fer-edge: {self.source.name} -> {self.log.path} (model {self.pipeline.classifier.model_path.name}, "
-             f"window {'on' if self.display else 'off'})")
+             f"detector {detector}, window {'on' if self.display else 'off'}{web})")
+        self._start_progress()
         self._failures = 0
         last_frame = time.monotonic()
         last_sig, same_since = None, last_frame
@@ -274,6 +287,12 @@ class Service:
             t2 = time.perf_counter()
             self.frames += 1
             self.faces += len(result.faces)
+            if frame.still and not result.faces:
+                self.no_face_count += 1
+                if len(self.no_face) < NO_FACE_NAMED:
+                    self.no_face.append(Path(item.grab.label).name)
+            if _bar is not None:
+                self._progress()
             dt = (now - prev) if prev is not None else 0.0
             prev = now
             if dt > 0:
@@ -293,7 +312,46 @@ class Service:
                 break
         return code
 
+    def _start_progress(self) -> None:
+        """A progress bar for sources of known length, on a terminal only (not under systemd, in CI or
+        in a pipe), refreshed at most 4 times a second."""
+        global _bar
+        length = getattr(self.source, "length", None)
+        if length and self.e["max_frames"]:
+            length = min(length, self.e["max_frames"])
+        if self.quiet or not length or not sys.stderr.isatty():
+            return
+        from tqdm import tqdm
+        _bar = tqdm(total=length, unit="frame", mininterval=0.25, dynamic_ncols=True, leave=False,
+                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]{postfix}")
+        self._bar_faces_at = 0.0
+
+    def _progress(self) -> None:
+        _bar.update(1)
+        now = time.monotonic()
+        if now - self._bar_faces_at >= 0.5:          # the postfix redraws the bar: twice a second at most
+            self._bar_faces_at = now
+            _bar.set_postfix_str(f"{self.faces} faces", refresh=False)
+
+    def summary(self) -> list[str]:
+        """What the run did, for the user at its end."""
+        took = max(time.time() - self.started, 1e-9)
+        skipped = self._corrupt_msgs
+        lines = [f"fer-edge: {self.frames} frames in {took:.1f} s ({self.frames / took:.1f} frames/s)"
+                 + (f", {skipped} unreadable or unusable skipped" if skipped else "")
+                 + f"; {self.faces} faces, {self.log.rows} rows -> {self.log.path}"]
+        shares = self.log.label_counts
+        total = sum(shares.values())
+        if total:
+            lines.append("emotions: " + ", ".join(f"{k} {100.0 * v / total:.1f}%" for k, v in shares.most_common()))
+        if self.no_face_count:
+            more = f" (and {self.no_face_count - len(self.no_face)} more)" if self.no_face_count > len(self.no_face) else ""
+            lines.append(f"no face found in {self.no_face_count} of {self.frames} photos: {', '.join(self.no_face)}{more}")
+        return lines
+
     def _corrupt(self, message: str) -> None:
+        if _bar is not None:
+            _bar.update(1)
         self.live.count("corrupt_frames")
         self._corrupt_msgs += 1
         n = self._corrupt_msgs
@@ -309,7 +367,11 @@ class Service:
 
     def shutdown(self, code: int) -> None:
         """Stop everything in order; the CSV is flushed and closed last of the data path."""
+        global _bar
         notify("STOPPING=1")
+        if _bar is not None:
+            _bar.close()
+            _bar = None
         if self.signals.signame:
             _err(f"note: {self.signals.signame}: stopping")
         self._stop_capture()
@@ -326,6 +388,9 @@ class Service:
             _err(f"warning: {self.log.lost_rows} CSV rows were lost because {self.log.path} could not be written")
         if self._corrupt_msgs:
             _err(f"note: {self._corrupt_msgs} reads of {self.source.name} failed or gave unusable frames and were skipped")
+        if not self.quiet:
+            for line in self.summary():
+                _err(line)
         if self.stats_json is not None:
             self.write_stats(code)
 
@@ -353,7 +418,7 @@ class Service:
 
 
 def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | None = None,
-        headless: bool = False) -> int:
+        headless: bool = False, quiet: bool = False) -> int:
     """Run the edge loop with a validated config; returns the process exit code (0, 1 or 2).
 
     ``source`` replaces ``edge.source`` (tests pass a fake camera here).
@@ -390,7 +455,7 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
         source.close()
         signals.restore()
         return 2
-    svc = Service(cfg, pipeline, source, log, display, Path(stats_json) if stats_json else None)
+    svc = Service(cfg, pipeline, source, log, display, Path(stats_json) if stats_json else None, quiet=quiet)
     svc.signals = signals
     code = 0
     try:

@@ -49,6 +49,7 @@ class Grab:
 class FrameSource(Protocol):
     name: str        # for messages: the device, file or URL
     live: bool       # True: camera/stream, reconnect when it stops; False: its end ends the run
+    length: int | None   # frames to expect, when known after open() (files and folders, not looping)
 
     def open(self) -> None: ...
     def read(self) -> Grab | None: ...
@@ -106,6 +107,7 @@ class OpenCvSource:
                  width: int = 0, height: int = 0, fps: int = 0, max_bad_frames: int = 250):
         self.target, self.live, self.loop = target, live, loop
         self.max_bad_frames = int(max_bad_frames)
+        self.length: int | None = None
         self._bad, self._moved, self._bad_pos = 0, False, -1.0
         self.size = (width, height, fps)
         # What the log, messages and the web view show: never a URL's password or token.
@@ -121,7 +123,8 @@ class OpenCvSource:
             cap = cv2.VideoCapture(self.target)
         if not cap.isOpened():
             cap.release()
-            hint = ("check that the camera is connected and not used by another program (`v4l2-ctl --list-devices`)"
+            hint = ("check that the camera is connected and not used by another program (`v4l2-ctl --list-devices`), "
+                    "or try it on a file: `make run SOURCE=path/to/video.mp4`"
                     if self.live and not str(self.target).count("://") else
                     "check the URL and that the stream is up" if self.live else
                     "the file is not a video OpenCV can decode (corrupt or an unknown codec)")
@@ -134,6 +137,8 @@ class OpenCvSource:
             if fps:
                 cap.set(cv2.CAP_PROP_FPS, fps)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)   # newest frame, not a backlog
+        count = 0 if self.live else int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.length = count if count > 0 and not self.loop else None
         self._cap = cap
 
     def read(self) -> Grab | None:
@@ -184,6 +189,7 @@ class ImageSource:
     def __init__(self, path: str | Path, loop: bool = False, max_image_mp: float = 40.0):
         self.path, self.loop, self.max_image_mp = Path(path), loop, float(max_image_mp)
         self.name = str(self.path)
+        self.length: int | None = None
         self._files: list[Path] = []
         self._pos = 0
 
@@ -197,6 +203,7 @@ class ImageSource:
         else:
             raise SourceError(f"image source {self.path} not found")
         self._pos = 0
+        self.length = None if self.loop else len(self._files)
 
     def read(self) -> Grab | None:
         if self._pos >= len(self._files):
@@ -225,6 +232,7 @@ class PiCameraSource:
     """The Raspberry Pi camera through picamera2 (apt: python3-picamera2; never from pip)."""
 
     live = True
+    length = None
 
     def __init__(self, width: int = 640, height: int = 480, fps: int = 30):
         self.size = (width, height, fps)

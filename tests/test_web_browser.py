@@ -45,17 +45,54 @@ def shot_path(name: str, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    """A headless system Chromium (persistent context = our own --user-data-dir)."""
+def chromium(tmp_path_factory):
+    """Opens a headless system Chromium context (persistent = our own --user-data-dir)."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (requirements-dev.txt)")
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"{CHROMIUM} missing: run `python tests/system_deps.py` as root (installs Debian's chromium)")
     with sync_api.sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
-        yield ctx
-        ctx.close()
+        opened = []
+
+        def context(bypass_csp: bool):
+            ctx = p.chromium.launch_persistent_context(
+                str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
+                args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp)
+            opened.append(ctx)
+            return ctx
+        yield context
+        for ctx in opened:
+            ctx.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    """The tests' own probes (wait_for_function, evaluate) are evaluated strings, which the pages'
+    Content-Security-Policy forbids, so this context sets it aside; ``strict_browser`` keeps it."""
+    return chromium(bypass_csp=True)
+
+
+@pytest.fixture(scope="module")
+def strict_browser(chromium):
+    """Chromium with the pages' Content-Security-Policy enforced, as a user's browser does."""
+    return chromium(bypass_csp=False)
+
+
+def test_pages_work_under_their_content_security_policy(strict_browser, service):
+    """Selectors run in Playwright's own isolated world, so they need no eval: the page's scripts must
+    fill the faces table and load the stream with the policy enforced, and nothing may be blocked."""
+    page = strict_browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(service, wait_until="domcontentloaded")
+    page.wait_for_selector("#faces tbody tr.face", timeout=30_000)
+    page.wait_for_timeout(1500)
+    box = page.locator("#stream").bounding_box()
+    page.goto(service + "upload", wait_until="domcontentloaded")
+    page.wait_for_selector("#file", timeout=10_000)
+    page.close()
+    assert box and box["width"] > 300 and box["height"] > 200
+    assert not problems, problems
 
 
 @pytest.fixture(scope="module")
