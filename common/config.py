@@ -70,6 +70,7 @@ SCHEMA: dict[str, Any] = {
         "seed": F(int, 1337, min=0),
         "verbose": F(int, 1, choices=(0, 1, 2)),
         "export_seed_format": F(bool, False),
+        "tensorboard": F(bool, True),
         "augment": {
             "hflip": F(bool, True),
             "rotation_deg": F((int, float), 12.0, min=0, max=90),

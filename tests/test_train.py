@@ -4,6 +4,7 @@ the run is), ending an unfinished run early (--finish) and training a finished o
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -39,9 +40,33 @@ def _history(run: Path) -> list[dict]:
 def test_smoke_run_writes_every_output_and_loss_falls(tmp_path, fer_root):
     p = _train(tmp_path, fer_root, "--epochs", "4", "--set", "train.export_seed_format=true",
                "--set", "train.average_last=3")
-    out, _ = p.communicate(timeout=600)
-    assert p.returncode == 0, out
+    lines, pngs = [], []
+    for line in p.stdout:                 # as a user watching it: history.png is there after every epoch
+        lines.append(line)
+        if re.match(r"epoch \d+/4: ", line):
+            (run,) = (tmp_path / "runs").iterdir()
+            pngs.append(hashlib.sha256((run / "history.png").read_bytes()).hexdigest())
+    out = "".join(lines)
+    assert p.wait(600) == 0, out
     (run,) = (tmp_path / "runs").iterdir()
+    assert len(pngs) == 4 and len(set(pngs)) == 4, "history.png must be redrawn after every epoch"
+    # One line per epoch whatever train.verbose says, with the time left for the whole run.
+    state = json.loads((run / "state.json").read_text())
+    epoch_lines = re.findall(r"^epoch (\d)/4: val_accuracy ([\d.]+) \(best ([\d.]+), epoch (\d)\), (\d+) s/epoch, "
+                             r"about (\d+) s left$", out, re.M)
+    assert [int(e[0]) for e in epoch_lines] == [1, 2, 3, 4], out
+    for done, _, _, _, per, left in epoch_lines:
+        assert abs(int(left) - int(per) * (4 - int(done))) <= 4 - int(done) + 1     # median x epochs left
+    assert len(state["epoch_seconds"]) == 4 and state["eta_seconds"] == 0
+    # TensorBoard: the epoch scalars, learning rate included.
+    import tensorflow as tf
+    tags: dict[str, list[float]] = {}
+    for ev_file in (run / "tb").rglob("events.out.tfevents.*"):
+        for ev in tf.compat.v1.train.summary_iterator(str(ev_file)):
+            for v in ev.summary.value:
+                tags.setdefault(f"{ev_file.parent.name}/{v.tag}", []).append(float(tf.make_ndarray(v.tensor)))
+    for tag in ("train/epoch_loss", "train/epoch_accuracy", "train/epoch_learning_rate", "validation/epoch_accuracy"):
+        assert len(tags.get(tag, [])) == 4, (tag, sorted(tags))
     for name in ("model.keras", "last.keras", "history.csv", "config.yaml", "class_distribution.png",
                  "history.png", "report.json", "report.md", "confusion_matrix.png", "correct.png",
                  "misclassified.png", "state.json", "model.json", "model.weights.h5"):
@@ -143,6 +168,8 @@ def test_killed_run_resumes_from_last_epoch(tmp_path, fer_root):
     out, _ = p2.communicate(timeout=600)
     assert p2.returncode == 0, out
     assert f"resuming {run} after epoch {done}/5" in out
+    assert re.search(rf"where it stands: best val_accuracy [\d.]+ at epoch \d, \d+ s/epoch, about .* left for the "
+                     rf"remaining {5 - done} epochs", out), out
     assert f"train.early_stopping_patience changed from {patience} to {patience + 5} for the rest of the run" in out
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["early_stopping_patience"] == patience + 5
     assert json.loads((run / "report.json").read_text())["run"]["config_changes"] == [

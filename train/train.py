@@ -28,6 +28,7 @@ from train.average import epoch_file, prune, try_average  # noqa: E402
 from train.data import DataError, FerData, load_configured  # noqa: E402
 
 STATE_FILE = "state.json"
+EPOCH_TIMES_KEPT = 50          # state.json keeps the last epochs' durations, for the time left
 BEST_FILE = "model.keras"
 LAST_FILE = "last.keras"
 
@@ -178,7 +179,10 @@ def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool, has_v
                 state["best_epoch"] = epoch + 1         # model.keras holds the last epoch
             elif float(logs.get("val_accuracy", -1)) > state.get("best_val_accuracy", -1):
                 state["best_val_accuracy"], state["best_epoch"] = float(logs["val_accuracy"]), epoch + 1
-            state["train_seconds"] = state.get("train_seconds", 0.0) + (time.time() - self.t0)
+            took = time.time() - self.t0
+            state["train_seconds"] = state.get("train_seconds", 0.0) + took
+            state["epoch_seconds"] = [*state.get("epoch_seconds", []), round(took, 1)][-EPOCH_TIMES_KEPT:]
+            state["eta_seconds"] = round(time_left(state, tcfg["epochs"]), 1)
             self.t0 = time.time()
             for key, cb in self.trackers.items():
                 state[key] = cb.snapshot()
@@ -200,7 +204,24 @@ def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool, has_v
             os.replace(tmp, path)
             prune(run_dir, tcfg["average_last"], epoch + 1)
 
-    trackers, cbs = {}, []
+    class LearningRateInLogs(keras.callbacks.Callback):
+        """The epoch's learning rate into the logs (which every later callback shares): TensorBoard
+        and history.csv get it."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                lr = self.model.optimizer.learning_rate
+                logs["learning_rate"] = float(lr(self.model.optimizer.iterations) if callable(lr) else lr)
+
+    class EpochReport(keras.callbacks.Callback):
+        """Once state.json and history.csv hold the epoch, whatever train.verbose says: one line with
+        where the run stands and the time left for the whole run, and history.png redrawn."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            redraw_history(run_dir, state)
+            print(epoch_line(state, tcfg["epochs"], logs or {}), flush=True)
+
+    trackers, cbs = {}, [LearningRateInLogs()]
     if has_val:
         es = ResumableEarlyStopping(monitor="val_accuracy", mode="max", patience=tcfg["early_stopping_patience"],
                                     verbose=1)
@@ -221,9 +242,58 @@ def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool, has_v
         best,
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
         *([KeepEpochWeights()] if tcfg["average_last"] else []),
-        LastCheckpoint(trackers),           # last: state.json says an epoch is done once all else is saved
+        *([keras.callbacks.TensorBoard(str(run_dir / "tb"), write_graph=False, update_freq="epoch", profile_batch=0)]
+          if tcfg["tensorboard"] and tensorboard_installed() else []),
+        LastCheckpoint(trackers),           # state.json says an epoch is done once all else is saved
+        EpochReport(),
     ]
     return cbs
+
+
+def tensorboard_installed() -> bool:
+    """TensorFlow writes summaries only with the tensorboard package; without it, say so and go on."""
+    import importlib.util
+    if importlib.util.find_spec("tensorboard") is not None:
+        return True
+    print("note: train.tensorboard is on but the tensorboard package is not installed "
+          "(`pip install -r requirements-train.txt`); training without TensorBoard logs")
+    return False
+
+
+def time_left(state: dict, epochs: int) -> float:
+    """Seconds the rest of the run should take: the median epoch time x the epochs left."""
+    times = state.get("epoch_seconds") or []
+    return float(np.median(times)) * max(0, epochs - state["epoch"]) if times else float("nan")
+
+
+def _duration(s: float) -> str:
+    if not np.isfinite(s):
+        return "unknown"
+    m = int(round(s / 60))
+    return f"{m // 60} h {m % 60:02d} min" if m >= 60 else f"{m} min" if m else f"{int(round(s))} s"
+
+
+def epoch_line(state: dict, epochs: int, logs: dict) -> str:
+    """'epoch 12/130: val_accuracy 0.6012 (best 0.6101, epoch 10), 63 s/epoch, about 2 h 14 min left'."""
+    done = state["epoch"]
+    times = state.get("epoch_seconds") or [float("nan")]
+    if "val_accuracy" in logs:
+        where = (f"val_accuracy {float(logs['val_accuracy']):.4f} (best {state.get('best_val_accuracy', float('nan')):.4f}, "
+                 f"epoch {state.get('best_epoch')})")
+    else:
+        where = f"accuracy {float(logs.get('accuracy', float('nan'))):.4f} (no validation split)"
+    return (f"epoch {done}/{epochs}: {where}, {float(np.median(times)):.0f} s/epoch, "
+            f"about {_duration(time_left(state, epochs))} left")
+
+
+def redraw_history(run_dir: Path, state: dict) -> None:
+    """history.png from history.csv, written to a temporary file and renamed over the old one."""
+    from train.plots import plot_history
+    tmp = run_dir / "history.tmp.png"
+    plot_history(run_dir / "history.csv", tmp,
+                 [c["after_epoch"] for c in state.get("schedule_changes", []) if c.get("extended")])
+    if tmp.is_file():
+        os.replace(tmp, run_dir / "history.png")
 
 
 # ---------------------------------------------------------------- model
@@ -273,7 +343,7 @@ def to_float32(model):
 # keys that change how a resumed run goes on, not what it is: patience, progress output, extra exports,
 # where the decoded arrays are cached; and the convert/edge sections, which training does not read
 RESUME_SAFE = ("train.early_stopping_patience", "train.plateau_patience", "train.verbose",
-               "train.export_seed_format", "train.average_last", "data.cache_dir")
+               "train.export_seed_format", "train.average_last", "train.tensorboard", "data.cache_dir")
 
 
 def _get(cfg: dict, key: str):
@@ -374,6 +444,12 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
         trim_history(run_dir / "history.csv", state["epoch"])
         prune(run_dir, tcfg["average_last"], state["epoch"])
         print(f"resuming {run_dir} after epoch {state['epoch']}/{tcfg['epochs']} (make train FRESH=1 starts over)")
+        if state.get("epoch_seconds"):
+            best = (f"best val_accuracy {state['best_val_accuracy']:.4f} at epoch {state.get('best_epoch')}, "
+                    if state.get("best_val_accuracy") is not None else "")
+            print(f"where it stands: {best}{float(np.median(state['epoch_seconds'])):.0f} s/epoch, "
+                  f"about {_duration(time_left(state, tcfg['epochs']))} left for the remaining "
+                  f"{tcfg['epochs'] - state['epoch']} epochs")
     # the data first: a missing or broken dataset must not leave an empty run directory behind
     data = load_configured(dcfg)
     if not resuming:
@@ -436,8 +512,6 @@ def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
     """Best checkpoint -> float32 model.keras, plots, evaluation on the test split."""
     import keras
     from train.evaluate import evaluate_model, write_report
-    from train.plots import plot_history
-
     best = keras.models.load_model(run_dir / BEST_FILE, compile=False)
     best = to_float32(best)
     earlier = state.get("weight_average")
@@ -450,8 +524,7 @@ def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
     best.save(tmp)
     os.replace(tmp, run_dir / BEST_FILE)
     if (run_dir / "history.csv").is_file():
-        plot_history(run_dir / "history.csv", run_dir / "history.png",
-                     [c["after_epoch"] for c in state.get("schedule_changes", []) if c.get("extended")])
+        redraw_history(run_dir, state)
     report = evaluate_model(best, data.test, split_name=f"test ({data.form}: {display_path(data.source)})")
     report["run"] = {"dir": display_path(run_dir), "arch": cfg["train"]["arch"], "epochs_run": state["epoch"],
                      "epochs_planned": cfg["train"]["epochs"], "train_faces": len(data.train),
