@@ -12,11 +12,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from common import __version__  # noqa: E402
 from common.config import ConfigError, exit_on_config_error, load_config  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m convert", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"fer-edge {__version__}")
     ap.add_argument("--config", type=Path, default=None, help="config file (default: config.yaml)")
     ap.add_argument("--model", help="a .keras file (overrides convert.model; default: newest finished run)")
     ap.add_argument("--precision", choices=("int8", "float32"), help="overrides convert.precision")

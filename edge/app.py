@@ -10,6 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
+from common import __version__
 from common.config import ConfigError, exit_on_config_error, load_config
 
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m edge",
         description="Detect faces, classify their expression with the int8 TFLite model and log them to CSV "
                     "(optionally with an overlay window and the web view).")
+    ap.add_argument("--version", action="version", version=f"fer-edge {__version__}")
     ap.add_argument("--config", default=None, help="config file (default: config.yaml of the repository)")
     ap.add_argument("--source", help="auto | camera index | /dev/videoN | video file | image file or folder | "
                                      "rtsp:// or http:// URL (edge.source)")

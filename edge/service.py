@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common import __version__
 from common.config import resolve_path
 from common.contract import ContractError
 from common.interpreter import ModelLoadError, RuntimeMissingError
@@ -212,7 +213,7 @@ class Service:
         det = self.pipeline.detector
         detector = det.backend + ("+profile" if getattr(det, "profile", None) is not None else "")
         web = f", web {self.web.url}" if self.web is not None else ""
-        _err(f"fer-edge: {self.source.name} -> {self.log.path} (model {self.pipeline.classifier.model_path.name}, "
+        _err(f"fer-edge {__version__}: {self.source.name} -> {self.log.path} (model {self.pipeline.classifier.model_path.name}, "
              f"detector {detector}, window {'on' if self.display else 'off'}{web})")
         self._start_progress()
         self._failures = 0

@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from common import __version__  # noqa: E402
 from common.config import (ConfigError, display_path, exit_on_config_error, load_config,  # noqa: E402
                            parse_override, resolve_path, with_defaults)  # noqa: E402
 from common.labels import NUM_CLASSES  # noqa: E402
@@ -547,6 +548,7 @@ def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m train", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"fer-edge {__version__}")
     ap.add_argument("--config", type=Path, default=None, help="config file (default: config.yaml)")
     ap.add_argument("--data", help="dataset root or fer2013.csv (overrides data.root)")
     ap.add_argument("--arch", help="architecture name (overrides train.arch)")

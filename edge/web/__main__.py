@@ -4,12 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common import __version__
 from common.config import ConfigError, exit_on_config_error, load_config
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m edge.web",
                                  description="Serve the photo upload page and API (no camera, no live stream).")
+    ap.add_argument("--version", action="version", version=f"fer-edge {__version__}")
     ap.add_argument("--config", default=None, help="config file (default: config.yaml)")
     ap.add_argument("--model", help="int8 .tflite with its contract .json next to it (default: edge.model)")
     ap.add_argument("--host", help="bind address (default: web.host)")
