@@ -164,12 +164,9 @@ class CsvLog:
             self._fail(exc, 0)
 
     # ---- writing ---------------------------------------------------------------------------
-    def rows_for(self, result: FrameResult) -> list[str]:
-        """CSV lines for a result (after the per-face minimum interval)."""
-        return [line for line, _ in self._rows(result)]
-
     def _rows(self, result: FrameResult) -> list[tuple[str, str]]:
-        """(CSV line, emotion) for each face of a result that is due a row."""
+        """(CSV line, emotion) for each face of a result that is due a row (after the per-face
+        minimum interval)."""
         now = time.monotonic()
         ts = iso_utc(result.frame.timestamp)
         lines = []

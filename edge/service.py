@@ -42,8 +42,8 @@ from edge.types import Frame
 WINDOW = "fer-edge"
 STATUS_EVERY_S = 5.0
 RECONNECT_SAY_EVERY_S = 60.0  # a long camera absence: one journal line a minute, not one per attempt
-STAGES_KEPT = 20000
-NO_FACE_NAMED = 5            # photos without a face named in the summary          # per-stage timings kept for the --stats-json percentiles
+STAGES_KEPT = 20000          # per-stage timings kept for the --stats-json percentiles
+NO_FACE_NAMED = 5            # photos without a face named in the summary
 
 
 _bar = None                  # the progress bar while one is shown: messages go above it
