@@ -26,7 +26,7 @@ ARGS ?=
 
 opt = $(if $(strip $(2)),$(1) $(2))
 
-.PHONY: help setup setup-edge train average tflite eval run web test bench deploy install-service uninstall-service clean
+.PHONY: help setup setup-edge train average tflite eval run web test bench wheel deploy install-service uninstall-service clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,7 +39,7 @@ $(VENV)/.edge-installed: requirements-edge.txt requirements-nodeps.txt
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	@touch $@
 
-$(VENV)/.dev-installed: requirements-dev.txt requirements-edge.txt requirements-nodeps.txt
+$(VENV)/.dev-installed: requirements-dev.txt requirements-edge.txt requirements-train.txt requirements-test.txt requirements-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
@@ -52,28 +52,28 @@ setup-edge: $(VENV)/.edge-installed  ## create .venv with the edge runtime only 
 
 # ---- train -> convert
 train: $(VENV)/.dev-installed  ## train on FER-2013 (resumes an interrupted run; FRESH=1 starts over; FINISH=1 ends it now; EXTEND=N trains a finished run on to N epochs; DATA= ARCH= EPOCHS=)
-	$(PY) -m train --config $(CONFIG) $(call opt,--data,$(DATA)) $(call opt,--arch,$(ARCH)) \
+	$(PY) -m fer_edge.train --config $(CONFIG) $(call opt,--data,$(DATA)) $(call opt,--arch,$(ARCH)) \
 		$(call opt,--epochs,$(EPOCHS)) $(if $(FRESH),--fresh) $(if $(FINISH),--finish) $(call opt,--extend,$(EXTEND)) $(ARGS)
 
 average: $(VENV)/.dev-installed  ## try the weight average of a finished run's kept epochs: make average RUN=runs/<run> [LAST=N]
 	@test -n "$(RUN)" || { echo "usage: make average RUN=runs/<timestamp>-<arch> [LAST=N]"; exit 2; }
-	$(PY) -m train.average $(RUN) $(call opt,--last,$(LAST)) $(ARGS)
+	$(PY) -m fer_edge.train.average $(RUN) $(call opt,--last,$(LAST)) $(ARGS)
 
 eval: $(VENV)/.dev-installed  ## evaluate a Keras model: make eval MODEL=runs/<run>/model.keras [DATA=] [SPLIT=test]
 	@test -n "$(MODEL)" || { echo "usage: make eval MODEL=runs/<run>/model.keras [DATA=path] [SPLIT=test|val|train]"; exit 2; }
-	$(PY) -m train.evaluate --config $(CONFIG) --model $(MODEL) --split $(SPLIT) $(call opt,--data,$(DATA)) $(ARGS)
+	$(PY) -m fer_edge.train.evaluate --config $(CONFIG) --model $(MODEL) --split $(SPLIT) $(call opt,--data,$(DATA)) $(ARGS)
 
 tflite: $(VENV)/.dev-installed  ## convert the newest run's model to int8 TFLite + contract (MODEL= PRECISION=float32)
-	$(PY) -m convert --config $(CONFIG) $(call opt,--model,$(MODEL)) $(call opt,--precision,$(PRECISION)) \
+	$(PY) -m fer_edge.convert --config $(CONFIG) $(call opt,--model,$(MODEL)) $(call opt,--precision,$(PRECISION)) \
 		$(call opt,--data,$(DATA)) $(ARGS)
 
 # ---- edge
 run: $(VENV)/.edge-installed  ## run the edge loop headless, logging emotions to CSV (SOURCE= LOG= MODEL=)
-	$(PY) -m edge --config $(CONFIG) --headless $(call opt,--source,$(SOURCE)) $(call opt,--log,$(LOG)) \
+	$(PY) -m fer_edge.edge --config $(CONFIG) --headless $(call opt,--source,$(SOURCE)) $(call opt,--log,$(LOG)) \
 		$(call opt,--model,$(MODEL)) $(ARGS)
 
 web: $(VENV)/.edge-installed  ## serve the photo-upload page and API alone on 127.0.0.1:8080
-	$(PY) -m edge.web --config $(CONFIG) $(call opt,--model,$(MODEL)) $(ARGS)
+	$(PY) -m fer_edge.edge.web --config $(CONFIG) $(call opt,--model,$(MODEL)) $(ARGS)
 
 # ---- quality
 test: $(VENV)/.dev-installed  ## run the test suite
@@ -83,6 +83,9 @@ test: $(VENV)/.dev-installed  ## run the test suite
 bench: $(VENV)/.dev-installed  ## run the benchmarks and rewrite BENCHMARKS.md
 	$(PY) tests/system_deps.py
 	$(PY) -m bench $(ARGS)
+
+wheel: $(VENV)/.dev-installed  ## build the pip package: dist/fer_edge-<version>-py3-none-any.whl
+	$(PY) -m build --wheel --no-isolation --outdir dist .
 
 # ---- service
 deploy:  ## deploy to a Raspberry Pi: make deploy PI=user@host

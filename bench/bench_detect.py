@@ -1,7 +1,7 @@
 """Photos per detector backend on kdef-dev: faces found and accuracy per pose, near and far.
 
 kdef-dev holds 1,426 posed photos of 34 people (7 expressions; straight, half-left and half-right).
-Each configuration runs one whole ``python -m edge --headless --source <folder>`` over all of them
+Each configuration runs one whole ``python -m fer_edge.edge --headless --source <folder>`` over all of them
 (each photo a scene of its own) with the shipped model; the log's largest face of each photo is
 compared with the photo's label. "Far" repeats it with every photo shrunk so the face is 40-60 px
 wide (seeded), pasted at a seeded place into a 640x480 frame of mild noise: a camera across a room.

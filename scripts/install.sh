@@ -5,7 +5,8 @@
 #   scripts/install.sh --root /tmp/img --no-systemctl --venv-from .venv   # staged install (tests)
 #
 # From the checkout (or deploy copy) this script lives in, it installs:
-#   /opt/fer-edge/{common,edge,scripts,systemd,docs,requirements-edge.txt,config.yaml}  the code
+#   /opt/fer-edge/{fer_edge,scripts,systemd,docs,requirements-edge.txt,config.yaml}  the code (fer_edge
+#                               without train/ and convert/, which the edge never imports)
 #   /opt/fer-edge/models/emotion_int8.{tflite,json}   the model with its contract (always together)
 #   /opt/fer-edge/.venv         python3 -m venv --system-site-packages (apt's python3-picamera2)
 #   /etc/fer-edge/config.yaml   only if absent; an edited one is kept, the new one lands beside it
@@ -77,7 +78,7 @@ fi
 validate_config() {   # validate_config PYTHON CODE_DIR CONFIG
     PYTHONPATH="$2" "$1" -c '
 import sys
-from common.config import ConfigError, load_config
+from fer_edge.common.config import ConfigError, load_config
 try:
     load_config(sys.argv[1])
 except ConfigError as exc:
@@ -99,19 +100,21 @@ fi
 [[ -n "$ROOT" ]] && SYSTEMCTL_ROOT=1 || SYSTEMCTL_ROOT=0
 
 # --- code: each directory is replaced whole, so files deleted upstream do not linger
-copy_dir() {   # copy_dir NAME: $SRC/NAME -> $PREFIX/NAME
+copy_dir() {   # copy_dir NAME [TAR-EXCLUDES...]: $SRC/NAME -> $PREFIX/NAME
     local src="$SRC/$1" dst="$PREFIX/$1"
+    shift
     [[ -d "$src" ]] || return 0
     rm -rf "$dst.new"
     mkdir -p "$dst.new"
-    (cd "$src" && tar --exclude=__pycache__ --exclude='*.pyc' -cf - .) | tar -xf - -C "$dst.new"
+    (cd "$src" && tar --exclude=__pycache__ --exclude='*.pyc' "$@" -cf - .) | tar -xf - -C "$dst.new"
     chmod -R u=rwX,go=rX "$dst.new"
     rm -rf "$dst"
     mv "$dst.new" "$dst"
 }
 echo "== installing code to $PREFIX"
 mkdir -p "$PREFIX/models"
-for d in common edge scripts systemd docs; do copy_dir "$d"; done
+copy_dir fer_edge --exclude=./train --exclude=./convert
+for d in scripts systemd docs; do copy_dir "$d"; done
 install -m 0644 "$SRC/requirements-edge.txt" "$SRC/requirements-nodeps.txt" "$SRC/config.yaml" "$PREFIX/"
 
 # The model and its contract travel together: both are staged in models/.staged/, checked there (the
@@ -167,14 +170,14 @@ fi
 PY="$VENV/bin/python"
 
 # Byte-compile now: under ProtectSystem=strict the service cannot write __pycache__ itself.
-"$PY" -m compileall -q "$PREFIX/common" "$PREFIX/edge" >/dev/null
+"$PY" -m compileall -q "$PREFIX/fer_edge" >/dev/null
 
 # The staged model must load with its contract (checksum included) and run before it replaces anything.
 echo "== checking model $MODEL (+ $(basename "$CONTRACT"))"
 if ! PYTHONPATH="$PREFIX" "$PY" -c '
 import sys
 import numpy as np
-from edge.classify import EmotionClassifier
+from fer_edge.edge.classify import EmotionClassifier
 try:
     clf = EmotionClassifier(sys.argv[1])
     clf.classify([np.full((48, 48), 128, np.uint8)])

@@ -56,7 +56,7 @@ def media_dir() -> Path:
 
 def tiny_config(fer_root: Path, tmp: Path, **extra) -> dict:
     """The validated config used for the tiny model's training and conversion (runs and models in tmp)."""
-    from common.config import load_config
+    from fer_edge.common.config import load_config
     overrides = {**TINY_TRAIN, **TINY_CONVERT, "data.root": str(fer_root), "data.cache_dir": str(CACHE_DIR),
                  "train.runs_dir": str(tmp / "runs"), "convert.output_dir": str(tmp / "models"), **extra}
     return load_config(ROOT / "config.yaml", list(overrides.items()))
@@ -66,7 +66,7 @@ def tiny_config(fer_root: Path, tmp: Path, **extra) -> dict:
 def tiny_keras_model(fer_root, tmp_path_factory) -> Path:
     """Path to model.keras of a tiny model (arch 'tiny') really trained for 8 epochs on 945 real
     FER training faces (1050 capped, minus the val hold-out) by train.train.run(); its run directory has state.json status 'finished'."""
-    from train.train import run
+    from fer_edge.train.train import run
     tmp = tmp_path_factory.mktemp("tiny_run")
     run_dir = run(tiny_config(fer_root, tmp), fresh=True)
     return run_dir / "model.keras"
@@ -77,7 +77,7 @@ def tiny_tflite(fer_root, tiny_keras_model, tmp_path_factory) -> Path:
     """Path to emotion_int8.tflite converted from ``tiny_keras_model`` by convert.pipeline.convert
     (full int8, calibrated on real faces, parity gate passed); its contract emotion_int8.json sits
     next to it (common.contract.load_contract(path) reads it)."""
-    from convert.pipeline import convert
+    from fer_edge.convert.pipeline import convert
     tmp = tmp_path_factory.mktemp("tiny_tflite")
     cfg = tiny_config(fer_root, tmp, **{"convert.model": str(tiny_keras_model)})
     return convert(cfg, log=lambda *_: None).tflite

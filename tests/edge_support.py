@@ -1,5 +1,5 @@
 """Helpers for the edge tests: real frames from the shared clips, a fake camera (the one piece of
-hardware CI does not have), a recording NOTIFY_SOCKET, and running ``python -m edge``."""
+hardware CI does not have), a recording NOTIFY_SOCKET, and running ``python -m fer_edge.edge``."""
 from __future__ import annotations
 
 import csv
@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.sources import Grab
+from fer_edge.edge.sources import Grab
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -47,11 +47,11 @@ def edge_env(**extra) -> dict:
 
 
 def edge_cmd(*args: str) -> list[str]:
-    return ["nice", "-n", "10", PY, "-m", "edge", *args]
+    return ["nice", "-n", "10", PY, "-m", "fer_edge.edge", *args]
 
 
 def run_edge(*args: str, timeout: float = 180, **env) -> subprocess.CompletedProcess:
-    """Run ``python -m edge ARGS`` to completion."""
+    """Run ``python -m fer_edge.edge ARGS`` to completion."""
     return subprocess.run(edge_cmd(*args), cwd=ROOT, env=edge_env(**env), capture_output=True, text=True,
                           timeout=timeout)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.labels import LABELS
+from fer_edge.common.labels import LABELS
 
 tf = pytest.importorskip("tensorflow")
-from train.augment import make_mix  # noqa: E402
+from fer_edge.train.augment import make_mix  # noqa: E402
 
 
 def _aug(mixup=0.0, cutmix=0.0, prob=1.0) -> dict:

@@ -1,15 +1,15 @@
-"""Weight averaging (train/average.py): which epoch files are kept, the mean of the weights, and the
+"""Weight averaging (fer_edge/train/average.py): which epoch files are kept, the mean of the weights, and the
 BatchNorm re-estimate on real FER faces."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from common.labels import LABELS
+from fer_edge.common.labels import LABELS
 
 keras = pytest.importorskip("keras")
-from train.average import average_weights, epoch_file, kept_epochs, prune, recalibrate_batchnorm  # noqa: E402
-from train.model import build_model  # noqa: E402
+from fer_edge.train.average import average_weights, epoch_file, kept_epochs, prune, recalibrate_batchnorm  # noqa: E402
+from fer_edge.train.model import build_model  # noqa: E402
 
 
 def _faces(fer_root, per_class: int = 20) -> np.ndarray:

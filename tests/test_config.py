@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.config import DEFAULT_CONFIG, SCHEMA, ConfigError, defaults, display_path, load_config
+from fer_edge.common.config import DEFAULT_CONFIG, SCHEMA, ConfigError, defaults, display_path, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,7 @@ def _leaf_paths(d: dict, prefix: str = "") -> set[str]:
 
 def test_config_yaml_sets_every_key_and_matches_schema_defaults():
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    assert _leaf_paths(raw) == _leaf_paths(SCHEMA), "config.yaml and common/config.py SCHEMA disagree"
+    assert _leaf_paths(raw) == _leaf_paths(SCHEMA), "config.yaml and fer_edge/common/config.py SCHEMA disagree"
     cfg = load_config(DEFAULT_CONFIG)
     assert cfg["train"]["arch"] == "default"
 
@@ -104,7 +104,7 @@ def test_missing_and_broken_files(tmp_path):
     (["--arch", "nope"], "train.arch"),
 ])
 def test_train_cli_exits_2_naming_the_key(args, key):
-    r = subprocess.run([sys.executable, "-m", "train", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "fer_edge.train", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert key in r.stderr
     assert "tensorflow" not in r.stderr.lower()  # caught before anything heavy starts
@@ -118,7 +118,7 @@ def test_display_path_is_portable_inside_the_repo_and_beside_it(tmp_path):
 
 
 def test_an_older_runs_config_gets_the_keys_added_since_as_defaults():
-    from common.config import SCHEMA, with_defaults
+    from fer_edge.common.config import SCHEMA, with_defaults
     old = {"train": {"epochs": 75, "augment": {"hflip": False}}, "data": {"root": "x"}}
     cfg = with_defaults(old)
     assert cfg["train"]["epochs"] == 75 and cfg["train"]["augment"]["hflip"] is False and cfg["data"]["root"] == "x"

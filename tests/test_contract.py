@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.contract import ContractError, load_contract, parse_contract, sha256_file
-from common.interpreter import ModelLoadError, dequantize, make_interpreter, quantize, runtime_name
-from common.labels import LABELS
+from fer_edge.common.contract import ContractError, load_contract, parse_contract, sha256_file
+from fer_edge.common.interpreter import ModelLoadError, dequantize, make_interpreter, quantize, runtime_name
+from fer_edge.common.labels import LABELS
 from tests.conftest import ROOT
 
 COMMITTED = ROOT / "models" / "emotion_int8.tflite"
@@ -27,7 +27,7 @@ def _copy_pair(model: Path, dest: Path) -> Path:
 
 
 def _check(*args: str) -> int:
-    from convert.check import main
+    from fer_edge.convert.check import main
     return main(list(args))
 
 
@@ -95,7 +95,7 @@ def test_make_interpreter_errors_name_the_file(tmp_path):
 def test_runtime_is_ai_edge_litert_without_tensorflow():
     """The edge's runtime order puts ai-edge-litert first, and using it imports no TensorFlow."""
     import subprocess
-    code = ("import sys; from common.interpreter import runtime_name; n = runtime_name(); "
+    code = ("import sys; from fer_edge.common.interpreter import runtime_name; n = runtime_name(); "
             "print(n, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(ROOT)},
                        capture_output=True, text=True, timeout=120)
@@ -115,7 +115,7 @@ def test_quantize_matches_tflite_rules():
 def test_committed_default_model_matches_its_contract():
     if not COMMITTED.is_file():
         pytest.skip(f"{COMMITTED.relative_to(ROOT)} is not committed yet (the lead ships it after training)")
-    from convert.check import check_model
+    from fer_edge.convert.check import check_model
     c = check_model(COMMITTED)                          # sha256, loadable, shapes/dtypes/quantisation agree
     assert c.labels == LABELS
     assert (c.height, c.width, c.channels, c.input.dtype, c.output.dtype) == (48, 48, 1, "int8", "int8")

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.contract import load_contract, sha256_file
-from common.labels import LABELS
+from fer_edge.common.contract import load_contract, sha256_file
+from fer_edge.common.labels import LABELS
 from tests.conftest import CACHE_DIR, ROOT, TINY_CONVERT, TINY_TRAIN
 
 
 def _cli_args(fer_root: Path, out_dir: Path, *extra: str) -> list[str]:
-    """`python -m convert` arguments converting into out_dir with the tiny fixture's settings."""
+    """`python -m fer_edge.convert` arguments converting into out_dir with the tiny fixture's settings."""
     sets = {**TINY_CONVERT, "data.cache_dir": str(CACHE_DIR), "data.max_per_class": TINY_TRAIN["data.max_per_class"],
             "convert.output_dir": str(out_dir)}
     args = ["--data", str(fer_root)]
@@ -27,13 +27,13 @@ def _cli_args(fer_root: Path, out_dir: Path, *extra: str) -> list[str]:
 
 
 def _convert(*args: str) -> int:
-    from convert.__main__ import main
+    from fer_edge.convert.__main__ import main
     return main(list(args))
 
 
 # ------------------------------------------------------------------ a good model
 def test_tiny_model_converts_to_full_int8_with_a_valid_contract(tiny_tflite, tiny_keras_model):
-    from common.interpreter import make_interpreter
+    from fer_edge.common.interpreter import make_interpreter
     c = load_contract(tiny_tflite)                     # parses and checks the sha256
     raw = json.loads(c.path.read_text())
     assert c.labels == LABELS and c.precision == "int8"
@@ -168,9 +168,9 @@ def test_missing_calibration_data_is_rejected(tiny_keras_model, tmp_path, capsys
 
 
 def test_cli_process_exit_code_for_bad_config(tmp_path):
-    """The real `python -m convert` process: config errors exit 2 naming the key."""
+    """The real `python -m fer_edge.convert` process: config errors exit 2 naming the key."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    r = subprocess.run([sys.executable, "-m", "convert", "--set", "convert.calibration_size=3"],
+    r = subprocess.run([sys.executable, "-m", "fer_edge.convert", "--set", "convert.calibration_size=3"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2
     assert "convert.calibration_size" in r.stderr
@@ -188,8 +188,8 @@ def _run(runs: Path, name: str, status: str | None, model: bool = True) -> Path:
 
 
 def test_auto_model_is_the_newest_finished_run(tmp_path):
-    from convert.errors import ConvertInputError
-    from convert.source import newest_finished_run
+    from fer_edge.convert.errors import ConvertInputError
+    from fer_edge.convert.source import newest_finished_run
     runs = tmp_path / "runs"
     with pytest.raises(ConvertInputError, match="no finished training run"):
         newest_finished_run(runs)
@@ -202,7 +202,7 @@ def test_auto_model_is_the_newest_finished_run(tmp_path):
 
 
 def test_calibration_indices_are_balanced_and_fill_from_big_classes():
-    from convert.calibration import balanced_indices
+    from fer_edge.convert.calibration import balanced_indices
     idx = balanced_indices(np.repeat(np.arange(7), 500), 140, seed=1)
     assert np.bincount(np.repeat(np.arange(7), 500)[idx], minlength=7).tolist() == [20] * 7
     y = np.repeat(np.arange(7), [500, 10, 500, 500, 500, 500, 500])   # a rare class like disgust

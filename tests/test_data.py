@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from common.labels import CSV_CODE_TO_LABEL, LABELS
-from train import data as fer
-from train.data import DataError, detect_form, load_fer, stratified_split
+from fer_edge.common.labels import CSV_CODE_TO_LABEL, LABELS
+from fer_edge.train import data as fer
+from fer_edge.train.data import DataError, detect_form, load_fer, stratified_split
 
 RNG = np.random.default_rng(0)
 

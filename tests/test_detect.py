@@ -16,8 +16,8 @@ import pytest
 
 from tests.edge_support import ROOT, clip_frames, edge_env, read_log, run_edge
 
-from common.config import load_config
-from common.labels import LABELS
+from fer_edge.common.config import load_config
+from fer_edge.common.labels import LABELS
 
 KDEF = ROOT.parent / "shared" / "data" / "kdef-dev"
 SHIPPED = ROOT / "models" / "emotion_int8.tflite"
@@ -53,19 +53,19 @@ def found_per_pose(detector, files: list[Path]) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def haar():
-    from edge.detect import make_detector
+    from fer_edge.edge.detect import make_detector
     return make_detector(det_cfg(backend="haar", profile=True))
 
 
 @pytest.fixture(scope="module")
 def blazeface():
-    from edge.detect import make_detector
+    from fer_edge.edge.detect import make_detector
     return make_detector(det_cfg(backend="blazeface"))
 
 
 # ---------------------------------------------------------------- both backends on real photos
 def test_turned_faces_are_found_by_both_backends_and_missed_by_frontal_haar_alone(kdef, haar, blazeface):
-    from edge.detect import make_detector
+    from fer_edge.edge.detect import make_detector
     frontal = found_per_pose(make_detector(det_cfg(backend="haar", profile=False)), kdef)
     with_profile, cnn = found_per_pose(haar, kdef), found_per_pose(blazeface, kdef)
     assert frontal["straight"] == 1.0 and min(frontal["half-left"], frontal["half-right"]) < 0.85, frontal
@@ -95,7 +95,7 @@ def test_blazeface_boxes_landmarks_and_the_near_search(kdef, blazeface):
 def test_fer_faces_are_found_by_both_backends(fer_root):
     """Real FER-2013 training faces, upscaled onto a canvas as in the framing benchmark."""
     from bench.bench_framing import fer_sample, on_canvas
-    from edge.detect import make_detector
+    from fer_edge.edge.detect import make_detector
     files = fer_sample(per_class=6, seed=1)
     for backend in ("haar", "blazeface"):
         det = make_detector(det_cfg(backend=backend))
@@ -129,8 +129,8 @@ def test_haar_profile_boxes_are_mirrored_back(kdef, haar):
 
 
 def test_missing_cascade_fails_at_start(tmp_path):
-    from edge.detect import DetectorError
-    from edge.detect.haar import HaarDetector
+    from fer_edge.edge.detect import DetectorError
+    from fer_edge.edge.detect.haar import HaarDetector
     empty = tmp_path / "empty.xml"
     empty.write_text("")
     for path in (tmp_path / "missing.xml", empty):
@@ -140,8 +140,8 @@ def test_missing_cascade_fails_at_start(tmp_path):
 
 # ---------------------------------------------------------------- framing
 def test_crop_is_the_fer_square_and_keeps_its_shape_at_the_border():
-    from edge.framing import FRAMINGS, crop_face, face_square
-    from edge.types import Box, Detection
+    from fer_edge.edge.framing import FRAMINGS, crop_face, face_square
+    from fer_edge.edge.types import Box, Detection
     img = np.tile(np.arange(200, dtype=np.uint8), (200, 1))          # pixel value = x
     d = Detection(Box(50, 60, 80, 80), 1.0, "haar")
     f = FRAMINGS["haar"]
@@ -167,7 +167,7 @@ def test_crop_is_the_fer_square_and_keeps_its_shape_at_the_border():
 def shipped_pipeline():
     if not SHIPPED.is_file():
         pytest.skip(f"{SHIPPED} is not there")
-    from edge.pipeline import Pipeline
+    from fer_edge.edge.pipeline import Pipeline
 
     def make(**extra):
         return Pipeline.from_config(load_config(None, [("edge.model", str(SHIPPED)), *extra.items()]))
@@ -210,7 +210,7 @@ def test_a_folder_gives_the_same_rows_as_its_images_one_by_one(kdef, tmp_path):
 
 
 def test_uploaded_photo_and_still_frames_carry_nothing_over(kdef, shipped_pipeline):
-    from edge.types import Frame
+    from fer_edge.edge.types import Frame
     pipe = shipped_pipeline()
     a, b = (cv2.imread(str(next(f for f in kdef if f.name == n))) for n in ("AF01HAS.JPG", "AM02SAS.JPG"))
     now = datetime.now(timezone.utc)
@@ -236,7 +236,7 @@ def _edge_with(tmp_path, *sets: str) -> subprocess.CompletedProcess:
 
 
 def test_blazeface_model_file_missing_or_altered_exits_2_naming_it(tmp_path, blazeface):
-    from edge.detect.blazeface import MODELS, package_data_dir
+    from fer_edge.edge.detect.blazeface import MODELS, package_data_dir
     good = tmp_path / "good"
     shutil.copytree(package_data_dir(), good)
     r = _edge_with(tmp_path, f"edge.detector.model_dir={good}")
@@ -272,7 +272,7 @@ def test_blazeface_without_its_package_exits_2_with_the_install_command(tmp_path
     cv2.imwrite(str(photo), np.full((64, 64, 3), 90, np.uint8))
     env = edge_env()
     env["PYTHONPATH"] = f"{ROOT}:{without}"
-    r = subprocess.run([sys.executable, "-S", "-m", "edge", "--headless", "--source", str(photo), "--log",
+    r = subprocess.run([sys.executable, "-S", "-m", "fer_edge.edge", "--headless", "--source", str(photo), "--log",
                         str(tmp_path / "e.csv"), "--set", "edge.detector.backend=blazeface"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
@@ -282,7 +282,7 @@ def test_blazeface_without_its_package_exits_2_with_the_install_command(tmp_path
 
 # ---------------------------------------------------------------- steady labels on video
 def _video_rows(pipe, frames: list[np.ndarray]) -> list[dict]:
-    from edge.types import Frame
+    from fer_edge.edge.types import Frame
     now = datetime.now(timezone.utc)
     return [{"frame": str(i), "face_id": str(f.face_id), "emotion": f.label}
             for i, img in enumerate(frames) for f in pipe.process(Frame(img, i, "clip", now)).faces]

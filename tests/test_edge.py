@@ -1,5 +1,5 @@
 """The edge runtime on real data: detector, classifier (a real int8 model converted in the session),
-pipeline, CSV log, overlay, every source kind through ``python -m edge``, and the accuracy of the
+pipeline, CSV log, overlay, every source kind through ``python -m fer_edge.edge``, and the accuracy of the
 whole pipeline on real labelled FER faces."""
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import pytest
 
 from tests.edge_support import ISO, ROOT, clip_frames, edge_cmd, edge_env, read_log, run_edge
 
-from common.config import load_config
-from common.labels import LABELS
+from fer_edge.common.config import load_config
+from fer_edge.common.labels import LABELS
 
 
 # ---------------------------------------------------------------- fixtures
@@ -31,7 +31,7 @@ def clip(media_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def detector():
-    from edge.detect import make_detector
+    from fer_edge.edge.detect import make_detector
     return make_detector(load_config()["edge"]["detector"])
 
 
@@ -64,7 +64,7 @@ def edge_cfg(model: Path, log: Path, **extra) -> dict:
 
 @pytest.fixture(scope="session")
 def pipeline_factory(tiny_tflite):
-    from edge.pipeline import Pipeline
+    from fer_edge.edge.pipeline import Pipeline
 
     def make(**extra) -> Pipeline:
         return Pipeline.from_config(edge_cfg(tiny_tflite, Path("/nonexistent.csv"), **extra))
@@ -72,26 +72,27 @@ def pipeline_factory(tiny_tflite):
 
 
 def frame(image, i=0, source="test"):
-    from edge.types import Frame
+    from fer_edge.edge.types import Frame
     return Frame(image, i, source, datetime.now(timezone.utc))
 
 
 # ---------------------------------------------------------------- imports
 def test_edge_never_imports_tensorflow():
     code = ("import sys, runpy\n"
-            "import edge, edge.app, edge.service, edge.pipeline, edge.sources, edge.overlay, edge.csvlog\n"
+            "import fer_edge.edge.app, fer_edge.edge.service, fer_edge.edge.pipeline, fer_edge.edge.sources\n"
+            "import fer_edge.edge.overlay, fer_edge.edge.csvlog\n"
             "sys.argv = ['edge', '--help']\n"
-            "try:\n    runpy.run_module('edge', run_name='__main__')\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "try:\n    runpy.run_module('fer_edge.edge', run_name='__main__')\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')]\n"
             "assert not bad, bad\nprint('clean')\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=edge_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "clean" in r.stdout, r.stderr
-    assert "usage: python -m edge" in r.stdout
+    assert "usage: python -m fer_edge.edge" in r.stdout
 
 
 # ---------------------------------------------------------------- classifier
 def test_classifier_checks_contract_and_returns_probabilities(tiny_tflite, face_crops, tmp_path):
-    from edge.classify import EmotionClassifier, ModelMismatchError
+    from fer_edge.edge.classify import EmotionClassifier, ModelMismatchError
     clf = EmotionClassifier(tiny_tflite)
     assert clf.labels == LABELS
     probs = clf.classify([cv2.cvtColor(c, cv2.COLOR_BGR2GRAY) for c in face_crops] + [face_crops[0]])
@@ -116,8 +117,8 @@ def test_classifier_checks_contract_and_returns_probabilities(tiny_tflite, face_
 
 
 def test_classifier_flip_tta_averages_the_face_and_its_mirror(tiny_tflite, face_crops, pipeline_factory):
-    from common.preprocess import preprocess_face
-    from edge.classify import EmotionClassifier
+    from fer_edge.common.preprocess import preprocess_face
+    from fer_edge.edge.classify import EmotionClassifier
     plain, tta = EmotionClassifier(tiny_tflite), EmotionClassifier(tiny_tflite, flip_tta=True)
     for crop in face_crops:
         face = preprocess_face(crop)                   # 48x48: classify() passes it through unchanged
@@ -152,8 +153,8 @@ def test_pipeline_multi_face_tracking_and_smoothing(pipeline_factory, face_crops
 
 
 def test_smoother_and_tracker_units():
-    from edge.tracking import IouTracker, Smoother
-    from edge.types import Box
+    from fer_edge.edge.tracking import IouTracker, Smoother
+    from fer_edge.edge.types import Box
     t = IouTracker(0.3, max_missed=1)
     a, b = Box(0, 0, 100, 100), Box(300, 0, 100, 100)
     assert t.update([a, b]) == [0, 1]
@@ -183,7 +184,7 @@ def test_smoother_and_tracker_units():
 
 # ---------------------------------------------------------------- CSV log
 def _result(n_faces: int, i: int = 0, source: str = "cam, 0"):
-    from edge.types import Box, Face, FrameResult
+    from fer_edge.edge.types import Box, Face, FrameResult
     p = np.full(len(LABELS), 1.0 / len(LABELS))
     p[3] += 0.3
     p /= p.sum()
@@ -192,7 +193,7 @@ def _result(n_faces: int, i: int = 0, source: str = "cam, 0"):
 
 
 def test_csv_contract_repair_header_and_rotation(tmp_path):
-    from edge.csvlog import CsvLog, header_for
+    from fer_edge.edge.csvlog import CsvLog, header_for
     path = tmp_path / "logs" / "e.csv"
     log = CsvLog(path, LABELS, fsync="always", rotate_mb=0.002, keep=2).open()
     for i in range(40):
@@ -225,7 +226,7 @@ def test_csv_contract_repair_header_and_rotation(tmp_path):
 
 
 def test_csv_min_interval(tmp_path):
-    from edge.csvlog import CsvLog
+    from fer_edge.edge.csvlog import CsvLog
     log = CsvLog(tmp_path / "e.csv", LABELS, min_interval_s=60).open()
     assert log.write(_result(2)) == 2
     assert log.write(_result(3)) == 1                             # only the new face 2
@@ -236,7 +237,7 @@ def test_csv_full_disk_retry_then_recover(tmp_path, capfd):
     """A real EFBIG from RLIMIT_FSIZE (what a full disk looks like to us): rows are counted as lost,
     a clear message goes to stderr, and writing resumes when space is back."""
     import resource
-    from edge.csvlog import CsvLog, CsvLogError
+    from fer_edge.edge.csvlog import CsvLog, CsvLogError
     path = tmp_path / "e.csv"
     log = CsvLog(path, LABELS, on_error="retry", retry_interval_s=0.0).open()
     log.write(_result(1))
@@ -265,7 +266,7 @@ def test_csv_full_disk_retry_then_recover(tmp_path, capfd):
 
 # ---------------------------------------------------------------- overlay
 def test_overlay_draws_boxes_labels_and_bars(pipeline_factory, face_crops):
-    from edge.overlay import draw
+    from fer_edge.edge.overlay import draw
     pipe = pipeline_factory()
     canvas = compose(face_crops)
     r = pipe.process(frame(canvas))
@@ -415,7 +416,7 @@ def test_cli_http_url_source(tiny_tflite, media_dir, tmp_path):
 
 def test_cli_fake_camera_source_in_process(tiny_tflite, media_dir, tmp_path):
     """The loop with a camera (a fake: the one hardware we do not have) and real frames."""
-    from edge.service import run
+    from fer_edge.edge.service import run
     from tests.edge_support import FakeCamera
     cam = FakeCamera(clip_frames(media_dir / "cap13_edit2.mp4", [100, 200, 300]), fps=100)
     log = tmp_path / "cam.csv"
@@ -454,8 +455,8 @@ def test_pipeline_accuracy_on_real_fer_faces(fer_root):
     model = ROOT / "models" / "emotion_int8.tflite"
     if not model.is_file():
         pytest.skip(f"{model} not present yet (the trained model is committed by the lead)")
-    from edge.classify import EmotionClassifier
-    from edge.pipeline import Pipeline
+    from fer_edge.edge.classify import EmotionClassifier
+    from fer_edge.edge.pipeline import Pipeline
     cfg = load_config(None, [("edge.model", str(model))])
     pipe, clf = Pipeline.from_config(cfg), EmotionClassifier(model)
     rng = np.random.default_rng(0)

@@ -38,7 +38,7 @@ def bomb() -> bytes:
 # ---- image sizes from headers --------------------------------------------------------------------
 
 def test_image_size_is_read_from_every_supported_header(tmp_path, bomb):
-    from edge.imagesize import ImageTooLarge, check_size, image_size
+    from fer_edge.edge.imagesize import ImageTooLarge, check_size, image_size
     img = np.random.default_rng(0).integers(0, 255, (37, 53, 3), np.uint8)
     for ext in (".jpg", ".png", ".webp", ".bmp", ".tif", ".ppm", ".pgm"):
         ok, buf = cv2.imencode(ext, img if ext != ".pgm" else img[:, :, 0])
@@ -62,12 +62,12 @@ def _vm(pid: int, key: str) -> float:
 
 
 def start_web(model: Path, *args: str) -> tuple[str, subprocess.Popen]:
-    """A real `python -m edge.web` on a free loopback port (``args`` added), once it answers."""
+    """A real `python -m fer_edge.edge.web` on a free loopback port (``args`` added), once it answers."""
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "edge.web", "--model", str(model), "--port", str(port), *args],
+    proc = subprocess.Popen([sys.executable, "-m", "fer_edge.edge.web", "--model", str(model), "--port", str(port), *args],
                             cwd=ROOT, env=edge_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 60
@@ -181,7 +181,7 @@ def test_nan_and_infinity_are_refused_naming_the_key(setting, tmp_path):
 def test_broken_config_files_exit_2_with_one_line(content, words, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_bytes(content)
-    for module in ("edge", "train", "convert"):
+    for module in ("fer_edge.edge", "fer_edge.train", "fer_edge.convert"):
         r = subprocess.run([sys.executable, "-m", module, "--config", str(cfg)], cwd=ROOT, env=edge_env(),
                            capture_output=True, text=True, timeout=120)
         err = r.stderr.strip().splitlines()
@@ -192,7 +192,7 @@ def test_broken_config_files_exit_2_with_one_line(content, words, tmp_path):
 # ---- credentials in a source URL ----------------------------------------------------------------------
 
 def test_source_url_credentials_never_reach_log_messages_or_status():
-    from edge.sources import OpenCvSource, SourceError
+    from fer_edge.edge.sources import OpenCvSource, SourceError
     src = OpenCvSource("http://admin:s3cret@127.0.0.1:9/video?token=abc&res=hd", live=True)
     assert "s3cret" not in src.name and "abc" not in src.name and "res=hd" in src.name
     with pytest.raises(SourceError) as exc:
@@ -203,14 +203,14 @@ def test_source_url_credentials_never_reach_log_messages_or_status():
 # ---- small ones --------------------------------------------------------------------------------------
 
 def test_a_non_ascii_token_is_refused_at_start():
-    r = subprocess.run([sys.executable, "-m", "edge.web", "--set", "web.token=grüße"], cwd=ROOT, env=edge_env(),
+    r = subprocess.run([sys.executable, "-m", "fer_edge.edge.web", "--set", "web.token=grüße"], cwd=ROOT, env=edge_env(),
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "'web.token'" in r.stderr and "ASCII" in r.stderr
 
 
 def test_a_non_utf8_contract_is_named(tiny_tflite, tmp_path):
     import shutil
-    from common.contract import ContractError, load_contract
+    from fer_edge.common.contract import ContractError, load_contract
     m = tmp_path / "emotion_int8.tflite"
     shutil.copy(tiny_tflite, m)
     m.with_suffix(".json").write_bytes(b"\xff\xfe{\x00}\x00")
@@ -231,7 +231,7 @@ def test_listening_on_the_network_without_a_token_warns(tiny_tflite):
 
 
 def test_float_and_16_bit_images_keep_their_brightness(tmp_path):
-    from edge.sources import ImageSource
+    from fer_edge.edge.sources import ImageSource
     ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (48, 1))
     cv2.imwrite(str(tmp_path / "a_float.tif"), ramp)                       # float32 in 0..1
     cv2.imwrite(str(tmp_path / "b_16bit_low.png"), (ramp * 255).astype(np.uint16))   # 16-bit holding 0..255
@@ -274,7 +274,7 @@ def test_a_read_only_output_dir_exits_2_for_convert(tiny_keras_model, fer_root, 
         out = tmp_path / "ro"
         out.mkdir()
         out.chmod(0o500)
-    r = subprocess.run([sys.executable, "-m", "convert", "--model", str(tiny_keras_model), "--set",
+    r = subprocess.run([sys.executable, "-m", "fer_edge.convert", "--model", str(tiny_keras_model), "--set",
                         f"convert.output_dir={out}", "--set", f"data.root={fer_root}", "--set", "data.max_per_class=20",
                         "--set", "convert.calibration_size=20"],
                        cwd=ROOT, env=edge_env(), capture_output=True, text=True, timeout=300)
@@ -302,7 +302,7 @@ def test_sigterm_while_a_network_camera_does_not_answer_exits_within_5_s(tmp_pat
                 pass
     threading.Thread(target=accept, daemon=True).start()
     try:
-        p = subprocess.Popen([sys.executable, "-m", "edge", "--headless", "--source", f"http://127.0.0.1:{port}/video",
+        p = subprocess.Popen([sys.executable, "-m", "fer_edge.edge", "--headless", "--source", f"http://127.0.0.1:{port}/video",
                               "--log", str(tmp_path / "e.csv")], cwd=ROOT, env=edge_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
@@ -326,9 +326,9 @@ def test_sigterm_while_a_network_camera_does_not_answer_exits_within_5_s(tmp_pat
 def test_copytruncate_rotation_gets_a_header_again(tmp_path):
     import os
     from datetime import datetime, timezone
-    from common.labels import LABELS
-    from edge.csvlog import CsvLog
-    from edge.types import Box, Face, Frame, FrameResult
+    from fer_edge.common.labels import LABELS
+    from fer_edge.edge.csvlog import CsvLog
+    from fer_edge.edge.types import Box, Face, Frame, FrameResult
     p = np.full(len(LABELS), 1.0 / len(LABELS))
     res = FrameResult(Frame(np.zeros((4, 4), np.uint8), 0, "cam", datetime.now(timezone.utc)),
                       (Face(0, Box(1, 2, 30, 30), p, "happy", float(p[3])),))

@@ -121,7 +121,8 @@ def read_csv(path: Path) -> list[list[str]]:
 
 def test_layout(staged, tiny_tflite):
     opt, etc = staged / "opt/fer-edge", staged / "etc/fer-edge"
-    for rel in ("common/config.py", "common/contract.py", "edge/__main__.py", "edge/notify.py",
+    for rel in ("fer_edge/__init__.py", "fer_edge/common/config.py", "fer_edge/common/contract.py",
+                "fer_edge/edge/__main__.py", "fer_edge/edge/notify.py",
                 "scripts/install.sh", "scripts/uninstall.sh", "systemd/fer-edge.service",
                 "requirements-edge.txt", "requirements-nodeps.txt", "config.yaml"):
         assert (opt / rel).is_file(), rel
@@ -129,12 +130,12 @@ def test_layout(staged, tiny_tflite):
     assert (opt / "models/emotion_int8.json").read_bytes() == tiny_tflite.with_suffix(".json").read_bytes()
     assert (opt / ".venv/bin/python").exists()
     # nothing from training or conversion travels to the edge
-    assert not (opt / "train").exists() and not (opt / "convert").exists()
+    assert not (opt / "fer_edge/train").exists() and not (opt / "fer_edge/convert").exists()
     assert (etc / "config.yaml").read_bytes() == (ROOT / "config.yaml").read_bytes()
     unit = staged / "etc/systemd/system/fer-edge.service"
     assert unit.read_bytes() == (ROOT / "systemd/fer-edge.service").read_bytes()
     # byte-compiled at install time: the service cannot write __pycache__ under ProtectSystem=strict
-    assert list((opt / "edge/__pycache__").glob("notify.*.pyc"))
+    assert list((opt / "fer_edge/edge/__pycache__").glob("notify.*.pyc"))
     assert not (staged / "etc/systemd/system/multi-user.target.wants").exists()   # --no-systemctl
 
 
@@ -165,7 +166,7 @@ def test_installed_code_is_what_runs(staged):
     """PYTHONPATH=/opt/fer-edge: the unit's Python imports the installed copy, whose relative config
     paths (edge.model) resolve under /opt/fer-edge."""
     argv, env, cwd = rerooted_command(staged)
-    r = subprocess.run([argv[0], "-c", "import common.config as c, edge.app as a; print(c.ROOT); print(a.__file__)"],
+    r = subprocess.run([argv[0], "-c", "import fer_edge.common.config as c, fer_edge.edge.app as a; print(c.ROOT); print(a.__file__)"],
                        cwd=cwd, env={"PATH": os.environ.get("PATH", ""), **env}, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
@@ -227,7 +228,7 @@ try:                                  # the filter is active: W+X memory is refu
 except PermissionError:
     pass
 sys.argv = ["edge", *sys.argv[1:]]
-runpy.run_module("edge", run_name="__main__", alter_sys=True)
+runpy.run_module("fer_edge.edge", run_name="__main__", alter_sys=True)
 """
 
 
@@ -238,7 +239,7 @@ def test_runs_under_memory_deny_write_execute(staged, media_dir, tmp_path, backe
     if ctypesutil_missing():
         pytest.skip("libseccomp (Debian libseccomp2) not installed: cannot reproduce systemd's MDWE filter")
     argv, env, cwd = rerooted_command(staged)
-    assert argv[1:3] == ["-m", "edge"]
+    assert argv[1:3] == ["-m", "fer_edge.edge"]
     log = tmp_path / "mdwe.csv"
     argv[argv.index("--log") + 1] = str(log)
     wrapper = tmp_path / "mdwe.py"
@@ -271,7 +272,7 @@ def test_reinstall_keeps_edited_config_and_validates_it(tiny_tflite, tmp_path):
     assert "config.yaml.new" in r.stdout
     # an edited config that this version does not accept stops the install with the key named
     conf.write_text(re.sub(r"(?m)^(\s+threads:) 3", r"\1 99", edited, count=1))
-    installed = root / "opt/fer-edge/edge/app.py"
+    installed = root / "opt/fer-edge/fer_edge/edge/app.py"
     before = installed.stat().st_ino                 # each install writes new files
     r = install(root, tiny_tflite, "--no-systemctl")
     assert r.returncode == 2
@@ -357,15 +358,14 @@ def test_deploy_over_rsync_and_ssh(tiny_tflite, tmp_path):
         pytest.skip("systemctl not installed (Debian package 'systemd')")
     # deploy.sh ships the model from inside the checkout; give it one in a throw-away copy of the tree.
     src = tmp_path / "checkout"
-    for name in ("common", "edge", "scripts", "systemd"):
+    for name in ("fer_edge", "scripts", "systemd"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("config.yaml", "requirements-edge.txt", "requirements-nodeps.txt"):
         shutil.copy(ROOT / name, src / name)
     (src / "models").mkdir()
     shutil.copy(tiny_tflite, src / "models/emotion_int8.tflite")
     shutil.copy(tiny_tflite.with_suffix(".json"), src / "models/emotion_int8.json")
-    (src / "train").mkdir()                                   # must not travel to the Pi
-    (src / "train/big.py").write_text("x = 1\n")
+    (src / "fer_edge/train/big.py").write_text("x = 1\n")   # training code must not travel to the Pi
     bindir, home, root = tmp_path / "bin", tmp_path / "pi-home", tmp_path / "pi-root"
     bindir.mkdir(), home.mkdir()
     (bindir / "ssh").write_text(FAKE_SSH)
@@ -375,8 +375,8 @@ def test_deploy_over_rsync_and_ssh(tiny_tflite, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "pi@raspberrypi.local" in (home / ".ssh-hosts").read_text()
     stage = home / "fer-edge-deploy"
-    assert (stage / "models/emotion_int8.json").is_file() and (stage / "edge/notify.py").is_file()
-    assert not (stage / "train").exists()
+    assert (stage / "models/emotion_int8.json").is_file() and (stage / "fer_edge/edge/notify.py").is_file()
+    assert not (stage / "fer_edge/train").exists()
     assert (root / "opt/fer-edge/models/emotion_int8.tflite").read_bytes() == tiny_tflite.read_bytes()
     wants = root / "etc/systemd/system/multi-user.target.wants/fer-edge.service"
     assert wants.is_symlink(), r.stdout + r.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge import notify as sdn
+from fer_edge.edge import notify as sdn
 
 
 @pytest.fixture
@@ -54,11 +54,11 @@ def test_send_error_returns_false_and_logs_once(monkeypatch, caplog):
     d = tempfile.mkdtemp(prefix="sdn", dir="/tmp")
     monkeypatch.setenv("NOTIFY_SOCKET", os.path.join(d, "nobody-listens"))
     monkeypatch.setattr(sdn, "_warned", False)
-    with caplog.at_level(logging.WARNING, logger="edge.notify"):
+    with caplog.at_level(logging.WARNING, logger="fer_edge.edge.notify"):
         assert sdn.notify("READY=1") is False
         assert sdn.notify("WATCHDOG=1") is False
     os.rmdir(d)
-    records = [r for r in caplog.records if r.name == "edge.notify"]
+    records = [r for r in caplog.records if r.name == "fer_edge.edge.notify"]
     assert len(records) == 1
     assert "nobody-listens" in records[0].getMessage()
 

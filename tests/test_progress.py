@@ -47,7 +47,7 @@ def test_summary_matches_the_csv_of_a_real_clip(media_dir, tmp_path):
     # A quiet start: one line of our own before the summary, none of the runtime's notes.
     assert "INFO: Created TensorFlow Lite" not in r.stderr
     first = r.stderr.strip().splitlines()[0]
-    from common import __version__
+    from fer_edge import __version__
     assert first.startswith(f"fer-edge {__version__}: ") and "detector haar" in first and "model " in first and "window off" in first
     r = run_edge("--headless", "--source", str(media_dir / "cap13_edit2.mp4"), "--log", str(log), "--max-frames", "5",
                  "--quiet")
@@ -115,8 +115,8 @@ def test_verbose_shows_the_runtime_notes_and_a_missing_camera_suggests_a_file(me
 def test_every_entry_point_says_its_version():
     import subprocess
     import sys
-    from common import __version__
-    for module in ("edge", "edge.web", "train", "convert"):
+    from fer_edge import __version__
+    for module in ("fer_edge.edge", "fer_edge.edge.web", "fer_edge.train", "fer_edge.convert"):
         r = subprocess.run([sys.executable, "-m", module, "--version"], cwd=ROOT, env=edge_env(),
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and r.stdout.strip() == f"fer-edge {__version__}", (module, r.stdout, r.stderr)

@@ -128,7 +128,7 @@ def test_notify_watchdog_and_restart_policy(unit):
 def test_execstart_matches_install_layout(unit):
     """The paths in ExecStart are the ones scripts/install.sh and the sandbox directives create."""
     argv = exec_start(unit)
-    assert argv[:3] == ["/opt/fer-edge/.venv/bin/python", "-m", "edge"]
+    assert argv[:3] == ["/opt/fer-edge/.venv/bin/python", "-m", "fer_edge.edge"]
     opts = dict(zip(argv[3::1], argv[4::1]))
     assert "--headless" in argv
     state = one(unit, "Service", "StateDirectory")
@@ -160,7 +160,7 @@ def test_watchdog_outlasts_the_loops_quiet_periods(unit):
     """The loop pings on every frame and every camera reopen attempt; between attempts it waits up to
     reconnect_backoff_max_s, and it notices a stall after stall_timeout_s. Both must fit in WatchdogSec
     or a camera reconnect the loop would survive gets the service killed instead."""
-    from common.config import load_config
+    from fer_edge.common.config import load_config
     cam = load_config(ROOT / "config.yaml")["edge"]["camera"]
     watchdog = float(one(unit, "Service", "WatchdogSec"))
     assert watchdog > cam["reconnect_backoff_max_s"] + 5

@@ -26,7 +26,7 @@ SMOKE = ["--arch", "tiny", "--set", "data.max_per_class=40", "--set", "train.bn_
 
 
 def _train(tmp_path: Path, fer_root: Path, *extra: str, **kw) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "train", "--data", str(fer_root), *SMOKE,
+    cmd = [sys.executable, "-m", "fer_edge.train", "--data", str(fer_root), *SMOKE,
            "--set", f"train.runs_dir={tmp_path / 'runs'}", "--set", f"data.cache_dir={ROOT / '.cache' / 'fer2013'}", *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
@@ -88,7 +88,7 @@ def test_smoke_run_writes_every_output_and_loss_falls(tmp_path, fer_root):
     assert avg["epochs"] == [2, 4] and avg["count"] == 3 and avg["used"] == (avg["val_accuracy"] > avg["best_epoch_val_accuracy"])
     assert ("using the average" if avg["used"] else "keeping the best epoch") in out
     # make average: try it again on the finished run with the last 2 epochs
-    again = subprocess.run([sys.executable, "-m", "train.average", str(run), "--last", "2"], cwd=ROOT,
+    again = subprocess.run([sys.executable, "-m", "fer_edge.train.average", str(run), "--last", "2"], cwd=ROOT,
                            env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"},
                            capture_output=True, text=True, timeout=600)
     if avg["used"]:
@@ -117,7 +117,7 @@ def test_final_fit_trains_on_every_face_and_uses_the_average(tmp_path, fer_root)
     assert "no validation split (a final fit) -> using the average" in out
     assert report["run"]["train_faces"] == 280 and report["run"]["val_faces"] == 0
     assert (run / "history.png").stat().st_size > 0 and report["n"] == 280
-    ev = subprocess.run([sys.executable, "-m", "train.evaluate", "--model", str(run / "model.keras"), "--split", "val",
+    ev = subprocess.run([sys.executable, "-m", "fer_edge.train.evaluate", "--model", str(run / "model.keras"), "--split", "val",
                          "--data", str(fer_root), "--set", "data.val_fraction=0", "--set", "data.max_per_class=40"],
                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
     assert ev.returncode == 2 and "validation split is empty" in ev.stderr, ev.stderr
@@ -251,7 +251,7 @@ def test_extend_trains_a_finished_run_on_with_a_rebuilt_schedule(tmp_path, fer_r
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "train", "--data", str(tmp_path / "nowhere"), "--arch", "tiny",
+    r = subprocess.run([sys.executable, "-m", "fer_edge.train", "--data", str(tmp_path / "nowhere"), "--arch", "tiny",
                         "--set", f"train.runs_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert r.returncode == 2

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from common.config import load_config
-from edge.live import LiveState
-from edge.types import Frame
+from fer_edge.common.config import load_config
+from fer_edge.edge.live import LiveState
+from fer_edge.edge.types import Frame
 from tests.conftest import ROOT
 
 CLIP = "cap13_edit2.mp4"
@@ -60,12 +60,12 @@ def web_cfg(model, **web) -> dict:
 
 @pytest.fixture(scope="module")
 def analyzer(tiny_tflite):
-    from edge.pipeline import Pipeline
+    from fer_edge.edge.pipeline import Pipeline
     return Pipeline.from_config(web_cfg(tiny_tflite))
 
 
 def client(tiny_tflite, analyzer, live=None, **web) -> TestClient:
-    from edge.web import create_app
+    from fer_edge.edge.web import create_app
     return TestClient(create_app(web_cfg(tiny_tflite, **web), live, analyzer))
 
 
@@ -215,7 +215,7 @@ PROM_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^
 
 
 def test_latest_health_and_metrics_follow_the_live_loop(tiny_tflite, analyzer, media_dir):
-    from edge.pipeline import Pipeline
+    from fer_edge.edge.pipeline import Pipeline
     loop_pipeline = Pipeline.from_config(web_cfg(tiny_tflite))
     live = LiveState(loop_pipeline.labels)
     c = client(tiny_tflite, analyzer, live)
@@ -251,7 +251,7 @@ def test_latest_health_and_metrics_follow_the_live_loop(tiny_tflite, analyzer, m
 
 def test_health_reports_a_stalled_loop(tiny_tflite, analyzer, media_dir):
     from datetime import timedelta
-    from edge.types import FrameResult
+    from fer_edge.edge.types import FrameResult
     live = LiveState(tuple(analyzer.labels))
     c = client(tiny_tflite, analyzer, live)
     img = clip_frames(media_dir, FACE_FRAME)[0]
@@ -264,7 +264,7 @@ def test_health_reports_a_stalled_loop(tiny_tflite, analyzer, media_dir):
 
 
 def test_latest_jpeg_encodes_once_per_new_frame_and_at_most_max_fps(media_dir):
-    from edge.types import FrameResult
+    from fer_edge.edge.types import FrameResult
     live = LiveState(("a", "b"))
     assert live.latest_jpeg(10.0) == (0, None)
     frames = clip_frames(media_dir, FACE_FRAME, 3)
@@ -312,8 +312,8 @@ def read_mjpeg(url: str, seconds: float, out: list) -> None:
 
 
 def test_stream_is_shared_lazy_and_survives_a_stalled_client(tiny_tflite, analyzer, media_dir):
-    from edge.pipeline import Pipeline
-    from edge.web import start_in_thread
+    from fer_edge.edge.pipeline import Pipeline
+    from fer_edge.edge.web import start_in_thread
     loop_pipeline = Pipeline.from_config(web_cfg(tiny_tflite))
     frames = clip_frames(media_dir, FACE_FRAME, 40)
     results = [loop_pipeline.process(Frame(f, i, CLIP, datetime.now(timezone.utc))) for i, f in enumerate(frames)]
@@ -365,7 +365,7 @@ def test_stream_is_shared_lazy_and_survives_a_stalled_client(tiny_tflite, analyz
 
 
 def test_start_reports_a_busy_port(tiny_tflite, analyzer):
-    from edge.web import WebError, start_in_thread
+    from fer_edge.edge.web import WebError, start_in_thread
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
@@ -374,11 +374,11 @@ def test_start_reports_a_busy_port(tiny_tflite, analyzer):
             start_in_thread(web_cfg(tiny_tflite, port=port), LiveState(), analyzer)
 
 
-# ---- python -m edge.web ---------------------------------------------------------------------------
+# ---- python -m fer_edge.edge.web ---------------------------------------------------------------------------
 
 def test_cli_serves_the_upload_page_alone(tiny_tflite, face_jpeg):
     port = free_port()
-    cmd = [sys.executable, "-m", "edge.web", "--model", str(tiny_tflite), "--port", str(port)]
+    cmd = [sys.executable, "-m", "fer_edge.edge.web", "--model", str(tiny_tflite), "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}/"
@@ -402,9 +402,9 @@ def test_cli_serves_the_upload_page_alone(tiny_tflite, face_jpeg):
 
 
 def test_cli_config_errors_exit_2_naming_the_key():
-    r = subprocess.run([sys.executable, "-m", "edge.web", "--set", "web.port=99999"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "fer_edge.edge.web", "--set", "web.port=99999"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "web.port" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "edge.web", "--model", "no/such/model.tflite"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "fer_edge.edge.web", "--model", "no/such/model.tflite"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "no/such/model.tflite" in r.stderr

@@ -1,4 +1,4 @@
-"""End to end in a real browser: the edge service (python -m edge --web) runs on a real clip, headless
+"""End to end in a real browser: the edge service (python -m fer_edge.edge --web) runs on a real clip, headless
 Chromium (Debian's /usr/bin/chromium, driven by Playwright over CDP; no browser download) opens the
 live page and the upload page.
 
@@ -97,11 +97,11 @@ def test_pages_work_under_their_content_security_policy(strict_browser, service)
 
 @pytest.fixture(scope="module")
 def service(tiny_tflite, media_dir, tmp_path_factory):
-    """python -m edge --web on the looping clip, on a free loopback port; yields its base URL."""
+    """python -m fer_edge.edge --web on the looping clip, on a free loopback port; yields its base URL."""
     model = SHIPPED_MODEL if SAVE and SHIPPED_MODEL.is_file() else tiny_tflite
     tmp = tmp_path_factory.mktemp("web_service")
     port = free_port()
-    cmd = [sys.executable, "-m", "edge", "--headless", "--web", "--loop", "--model", str(model),
+    cmd = [sys.executable, "-m", "fer_edge.edge", "--headless", "--web", "--loop", "--model", str(model),
            "--source", str(media_dir / CLIP), "--log", str(tmp / "emotions.csv"),
            "--set", f"web.port={port}", "--set", "web.host=127.0.0.1", "--set", "web.token="]
     log = open(tmp / "service.log", "w+")
@@ -135,7 +135,7 @@ def service(tiny_tflite, media_dir, tmp_path_factory):
 
 
 def test_live_page_shows_the_annotated_stream_and_the_faces(browser, service, tmp_path):
-    from common.labels import LABELS
+    from fer_edge.common.labels import LABELS
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -165,7 +165,7 @@ def test_live_page_shows_the_annotated_stream_and_the_faces(browser, service, tm
 
 
 def test_upload_through_the_page(browser, service, media_dir, tmp_path):
-    from common.labels import LABELS
+    from fer_edge.common.labels import LABELS
     cap = cv2.VideoCapture(str(media_dir / CLIP))
     cap.set(cv2.CAP_PROP_POS_FRAMES, FACE_FRAME)
     ok, frame = cap.read()
@@ -193,9 +193,9 @@ def test_upload_through_the_page(browser, service, media_dir, tmp_path):
 
 def test_pages_forward_the_token(browser, tiny_tflite, media_dir, tmp_path):
     """With web.token set, a page opened with ?token= passes it on (links, API calls, the upload)."""
-    from common.config import load_config
-    from edge.pipeline import Pipeline
-    from edge.web import start_in_thread
+    from fer_edge.common.config import load_config
+    from fer_edge.edge.pipeline import Pipeline
+    from fer_edge.edge.web import start_in_thread
     cfg = load_config(ROOT / "config.yaml", [("edge.model", str(tiny_tflite)), ("web.host", "127.0.0.1"),
                                              ("web.port", free_port()), ("web.token", "t0k3n")])
     server = start_in_thread(cfg, None, Pipeline.from_config(cfg))

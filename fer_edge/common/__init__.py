@@ -1,0 +1,2 @@
+"""Shared pieces every stage reads: labels, preprocessing, config, model contract."""
+

@@ -1,0 +1,175 @@
+"""Keras model -> verified TFLite model + model contract (``make tflite``).
+
+Order matters: convert into a temporary file, verify it against the float model on the test
+split, and only when the parity gate passes move it into the output directory next to its
+contract. A failed conversion leaves the previous model untouched and no file that looks valid.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from fer_edge.common.config import display_path, resolve_path
+from fer_edge.common.contract import sha256_file, stage_contract
+from fer_edge.common.interpreter import ModelLoadError, make_interpreter, runtime_name, runtime_version
+from fer_edge.common.labels import LABELS
+from fer_edge.convert import flatbuffer
+from fer_edge.convert.calibration import CalibrationSet, load_calibration
+from fer_edge.convert.errors import ConvertInputError, ParityError
+from fer_edge.convert.quantize import to_tflite
+from fer_edge.convert.source import load_keras_model, resolve_model_path, run_info
+from fer_edge.convert.verify import gate_failures, latency_ms, mirrored, parity_metrics, tflite_predict
+
+PIXELS = "grayscale 0-255, raw (the model rescales)"
+LATENCY_RUNS = 300
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    tflite: Path
+    contract: Path
+    size_bytes: int
+    metrics: dict
+    latency_median_ms: float
+    latency_p95_ms: float
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for dist in ("tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _quant(detail: dict) -> dict:
+    scale, zp = detail["quantization"]
+    return {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zp)}
+
+
+def _test_split(cfg: dict, root: Path):
+    from fer_edge.train.data import DataError, load_split
+    try:
+        test = load_split(cfg["data"], "test", root)
+    except (DataError, OSError) as exc:
+        raise ConvertInputError(f"test data for verification: {exc}. Pass DATA=path/to/fer2013.") from exc
+    cap = cfg["convert"]["eval_max_images"]
+    if cap and len(test) > cap:
+        # The split is ordered by class: a seeded random subset keeps every class in.
+        idx = np.sort(np.random.default_rng(cfg["data"]["seed"]).permutation(len(test))[:cap])
+        test = test.take(idx)
+    if len(test) == 0:
+        raise ConvertInputError(f"no test images under {root} to verify the converted model with")
+    return test
+
+
+def convert(cfg: dict, log=print) -> ConvertResult:
+    """Run the whole conversion described by ``cfg['convert']``; returns where the files went.
+
+    Raises ConvertInputError (bad model or data; exit 2) or ParityError (gate failed; exit 1).
+    """
+    from fer_edge.train.evaluate import predict_probs
+
+    c = cfg["convert"]
+    precision = c["precision"]
+    model_path = resolve_model_path(c["model"], resolve_path(cfg["train"]["runs_dir"]))
+    log(f"model: {model_path}")
+    model = load_keras_model(model_path)
+    root = resolve_path(cfg["data"]["root"])
+
+    calib: CalibrationSet | None = None
+    if precision == "int8":
+        calib = load_calibration(cfg["data"], root, c["calibration_size"])
+        log(f"calibration: {len(calib.x)} training faces {calib.per_class}")
+    test = _test_split(cfg, root)
+
+    out_dir = resolve_path(c["output_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{c['name']}_{precision}"
+    final, contract_path = out_dir / f"{stem}.tflite", out_dir / f"{stem}.json"
+    tmp = out_dir / f".{stem}.{os.getpid()}.tflite.tmp"
+    try:
+        try:
+            buf = to_tflite(model, precision, calib.x if calib else None)
+        except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError and others
+            msg = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
+            raise ConvertInputError(f"{model_path}: TFLite {precision} conversion failed: {msg}. The model "
+                                    "probably uses a layer without an int8 TFLite kernel; use an "
+                                    "architecture from fer_edge/train/model.py.") from exc
+        tmp.write_bytes(buf)
+        try:
+            interp = make_interpreter(tmp)
+        except ModelLoadError as exc:
+            raise ParityError(f"the converted model does not load: {exc}") from exc
+        inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+        if precision == "int8" and (np.dtype(inp["dtype"]).name != "int8" or np.dtype(out["dtype"]).name != "int8"):
+            raise ParityError(f"the converter produced {np.dtype(inp['dtype']).name} input / "
+                              f"{np.dtype(out['dtype']).name} output instead of int8")
+
+        log(f"verifying on {len(test)} test faces (float Keras vs {precision} TFLite) ...")
+        flipped = mirrored(test.x)
+        float_probs, float_flip = predict_probs(model, test.x), predict_probs(model, flipped)
+        try:
+            tfl_probs, tfl_flip = tflite_predict(tmp, test.x), tflite_predict(tmp, flipped)
+        except (RuntimeError, ValueError) as exc:
+            raise ParityError(f"the converted {precision} model fails to run on {runtime_name()}: "
+                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}. "
+                              f"Nothing was written to {out_dir}.") from exc
+        metrics = parity_metrics(test.y, float_probs, tfl_probs, precision, float_flip, tfl_flip)
+        metrics["gate"] = {"max_top1_drop": c["max_top1_drop"], "min_agreement": c["min_agreement"]}
+        f, q = metrics["float"], metrics[precision]
+        log(f"accuracy: float {f['accuracy'] * 100:.2f}%, {precision} {q['accuracy'] * 100:.2f}% "
+            f"(drop {metrics['top1_drop_points']:.2f} points); top-1 agreement {metrics['top1_agreement'] * 100:.2f}%")
+        log(f"accuracy with flip TTA: float {f['accuracy_flip_tta'] * 100:.2f}%, "
+            f"{precision} {q['accuracy_flip_tta'] * 100:.2f}% (edge.flip_tta; about 2x the classify time)")
+        problems = gate_failures(metrics, c["max_top1_drop"], c["min_agreement"])
+        if problems:
+            raise ParityError(f"{model_path} -> {precision} TFLite failed the parity gate: " + "; ".join(problems)
+                              + f". Nothing was written to {out_dir}. Check the model (it may have exploding "
+                              "activations that int8 cannot represent) or the calibration data (DATA=).")
+
+        med, p95 = latency_ms(tmp, test.x, num_threads=1, runs=LATENCY_RUNS)
+        inp_q = _quant(inp)
+        contract = {
+            "labels": list(LABELS),
+            "input": {"height": int(inp["shape"][1]), "width": int(inp["shape"][2]),
+                      "channels": int(inp["shape"][3]), **inp_q, "pixels": PIXELS},
+            "output": _quant(out),
+            "tflite": {"file": final.name, "sha256": "", "size_bytes": len(buf),
+                       "ops": flatbuffer.operator_codes(buf),
+                       "min_runtime_version": flatbuffer.min_runtime_version(buf)},
+            "precision": precision,
+            "source": {**run_info(model_path), "keras_file": display_path(model_path),
+                       "keras_sha256": sha256_file(model_path)},
+            "calibration": ({"images": len(calib.x), "per_class": calib.per_class, "source": calib.source}
+                            if calib else None),
+            "metrics": {**metrics, "test_source": f"{display_path(root)} test split (data.test_subset={cfg['data']['test_subset']})"},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "tools": _versions(),
+        }
+        contract["tflite"]["sha256"] = sha256_file(tmp)
+        # Both files are written before either replaces anything, so a failed write never leaves a
+        # new model beside an old contract; the two renames follow each other at once.
+        staged = stage_contract(contract, contract_path)
+        os.replace(tmp, final)
+        os.replace(staged, contract_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        contract_path.with_suffix(".json.tmp").unlink(missing_ok=True)
+    log(f"wrote {final} ({len(buf) / 1024:.1f} KiB) and {contract_path}")
+    log(f"latency per face ({runtime_name()} {runtime_version()}, 1 thread, median of {LATENCY_RUNS}): "
+        f"{med:.3f} ms (p95 {p95:.3f} ms)")
+    return ConvertResult(final, contract_path, len(buf), metrics, med, p95)
+
+
+def print_error(exc: Exception) -> None:
+    print(f"error: {exc}", file=sys.stderr)

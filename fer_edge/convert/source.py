@@ -1,0 +1,86 @@
+"""Which Keras model to convert, and loading it with the checks the edge relies on."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fer_edge.common.labels import LABELS
+from fer_edge.common.preprocess import INPUT_SIZE
+from fer_edge.convert.errors import ConvertInputError
+
+STATE_FILE = "state.json"      # written by fer_edge/train/train.py in every run directory
+MODEL_FILE = "model.keras"
+
+
+def newest_finished_run(runs_dir: Path) -> Path:
+    """model.keras of the newest run in ``runs_dir`` whose state.json says "finished".
+
+    Run directories are named <YYYYmmdd-HHMMSS>-<arch>, so sorting by name sorts by start time.
+    """
+    runs_dir = Path(runs_dir)
+    if runs_dir.is_dir():
+        for d in sorted((p for p in runs_dir.iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True):
+            state, model = d / STATE_FILE, d / MODEL_FILE
+            if not (state.is_file() and model.is_file()):
+                continue
+            try:
+                if json.loads(state.read_text()).get("status") == "finished":
+                    return model
+            except (OSError, json.JSONDecodeError):
+                continue   # a run being written right now; older ones may still qualify
+    raise ConvertInputError(f"no finished training run with a {MODEL_FILE} in {runs_dir}. Train one with "
+                            "`make train` (and let it finish), or pass MODEL=path/to/model.keras.")
+
+
+def resolve_model_path(setting: str, runs_dir: Path) -> Path:
+    """convert.model ('auto' or a path, relative to the repository root) -> an existing .keras file."""
+    from fer_edge.common.config import resolve_path
+    path = newest_finished_run(runs_dir) if setting == "auto" else resolve_path(setting)
+    if not path.is_file():
+        raise ConvertInputError(f"Keras model {path} not found. Pass MODEL=runs/<run>/model.keras "
+                                "(or set convert.model in config.yaml), or train one with `make train`.")
+    return path
+
+
+def run_info(model_path: Path) -> dict:
+    """The training run a model came from (its directory and architecture), when known."""
+    state = model_path.parent / STATE_FILE
+    from fer_edge.common.config import display_path
+    info = {"run_dir": display_path(model_path.parent), "arch": None}
+    if state.is_file():
+        try:
+            info["arch"] = json.loads(state.read_text()).get("arch")
+        except (OSError, json.JSONDecodeError):
+            pass
+    return info
+
+
+def check_shapes(model, path: Path) -> None:
+    """The edge feeds one 48x48x1 face and reads one probability per label: refuse anything else."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ConvertInputError(f"{path}: the model has {len(model.inputs)} inputs and {len(model.outputs)} "
+                                "outputs; the edge needs exactly one image input and one output")
+    in_shape = tuple(model.inputs[0].shape[1:])
+    if in_shape != (INPUT_SIZE, INPUT_SIZE, 1):
+        raise ConvertInputError(f"{path}: model input is {'x'.join(map(str, in_shape))}, the edge feeds "
+                                f"{INPUT_SIZE}x{INPUT_SIZE}x1 grayscale faces. Train it with `make train` "
+                                "(fer_edge/train/model.py architectures) or pass a model built for 48x48x1 input.")
+    out_shape = tuple(model.outputs[0].shape[1:])
+    if out_shape != (len(LABELS),):
+        raise ConvertInputError(f"{path}: model output shape {out_shape} does not match the {len(LABELS)} labels "
+                                f"({', '.join(LABELS)}). Pass a model trained on these classes.")
+
+
+def load_keras_model(path: Path):
+    """Load, check and return a float32 copy of the model (mixed-precision runs save bfloat16)."""
+    import keras
+
+    from fer_edge.train.train import to_float32
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConvertInputError(f"cannot load Keras model {path}: {first[:300]}. The file is corrupt or not a "
+                                ".keras model: re-train with `make train` or pass another MODEL=") from exc
+    check_shapes(model, path)
+    return to_float32(model)

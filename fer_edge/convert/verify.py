@@ -1,0 +1,95 @@
+"""Parity of the converted model with the float Keras model, on real test faces.
+
+The .tflite runs through ``common.interpreter`` one face at a time, its input quantised with the
+model's own scale and zero point: exactly what the edge does. Metrics come from
+``train.evaluate.classification_report`` so training and conversion report the same numbers.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fer_edge.common.interpreter import dequantize, make_interpreter, quantize
+from fer_edge.common.labels import LABELS
+
+
+def tflite_predict(model_path: Path, x: np.ndarray, num_threads: int = 1) -> np.ndarray:
+    """(N,48,48) uint8 faces -> (N, labels) float probabilities from a .tflite model."""
+    interp = make_interpreter(model_path, num_threads)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    in_scale, in_zp = inp["quantization"]
+    out_scale, out_zp = out["quantization"]
+    in_dtype = np.dtype(inp["dtype"]).name
+    probs = np.empty((len(x), int(out["shape"][-1])), np.float32)
+    for i, face in enumerate(x):
+        interp.set_tensor(inp["index"], quantize(face[None, :, :, None], in_dtype, in_scale, in_zp))
+        interp.invoke()
+        probs[i] = dequantize(interp.get_tensor(out["index"])[0], out_scale, out_zp)
+    return probs
+
+
+def summarize(report: dict, suffix: str = "") -> dict:
+    """The contract's view of a classification_report: accuracy, macro-F1, per-class F1 (each key + suffix)."""
+    return {f"accuracy{suffix}": report["accuracy"], f"macro_f1{suffix}": report["macro_f1"],
+            f"per_class_f1{suffix}": {name: report["per_class"][name]["f1"] for name in LABELS}}
+
+
+def mirrored(x: np.ndarray) -> np.ndarray:
+    """(N,H,W) faces -> their horizontal mirror images (contiguous, ready for the interpreter)."""
+    return np.ascontiguousarray(x[:, :, ::-1])
+
+
+def _scores(y: np.ndarray, probs: np.ndarray, flip_probs: np.ndarray | None) -> dict:
+    """Single-pass metrics, plus ``*_flip_tta`` ones (mean of a face's and its mirror's probabilities)."""
+    from fer_edge.train.evaluate import classification_report
+    out = summarize(classification_report(y, probs.argmax(1)))
+    if flip_probs is not None:
+        out.update(summarize(classification_report(y, ((probs + flip_probs) / 2).argmax(1)), "_flip_tta"))
+    return out
+
+
+def parity_metrics(y: np.ndarray, float_probs: np.ndarray, tflite_probs: np.ndarray, precision: str,
+                   float_flip_probs: np.ndarray | None = None, tflite_flip_probs: np.ndarray | None = None) -> dict:
+    """Float and converted metrics on the same faces, their top-1 agreement and the accuracy drop.
+
+    With the probabilities of the mirrored faces too, each side also gets flip-TTA metrics; the
+    agreement and the drop (the parity gate) stay single-pass top-1.
+    """
+    pf, pq = float_probs.argmax(1), tflite_probs.argmax(1)
+    f, q = _scores(y, float_probs, float_flip_probs), _scores(y, tflite_probs, tflite_flip_probs)
+    return {"test_images": int(y.size), "float": f, precision: q,
+            "top1_agreement": round(float((pf == pq).mean()), 4),
+            "top1_drop_points": round((f["accuracy"] - q["accuracy"]) * 100, 2)}
+
+
+def gate_failures(metrics: dict, max_top1_drop: float, min_agreement: float) -> list[str]:
+    """Why the converted model must not ship (empty list = it may)."""
+    problems = []
+    if metrics["top1_drop_points"] > max_top1_drop:
+        problems.append(f"top-1 accuracy dropped {metrics['top1_drop_points']:.2f} points "
+                        f"(allowed: convert.max_top1_drop = {max_top1_drop})")
+    if metrics["top1_agreement"] < min_agreement:
+        problems.append(f"top-1 agreement with the float model is {metrics['top1_agreement']:.4f} "
+                        f"(required: convert.min_agreement = {min_agreement})")
+    return problems
+
+
+def latency_ms(model_path: Path, faces: np.ndarray, num_threads: int = 1, runs: int = 300,
+               warmup: int = 20) -> tuple[float, float]:
+    """(median, p95) milliseconds of one set_tensor + invoke + get_tensor on real faces."""
+    interp = make_interpreter(model_path, num_threads)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    in_scale, in_zp = inp["quantization"]
+    in_dtype = np.dtype(inp["dtype"]).name
+    batch = [quantize(f[None, :, :, None], in_dtype, in_scale, in_zp) for f in faces[:64]]
+    times = []
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        interp.set_tensor(inp["index"], batch[i % len(batch)])
+        interp.invoke()
+        interp.get_tensor(out["index"])
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times)), float(np.percentile(times, 95))

@@ -1,0 +1,5 @@
+import sys
+
+from fer_edge.train.train import main
+
+sys.exit(main())
