@@ -22,9 +22,13 @@ cd "$SRC"
 # The model to ship: install.sh's --model when given (relative to this checkout), else the default.
 MODEL=models/emotion_int8.tflite
 INSTALL_ARGS=()
+MQTT_PASSWORD=""
 while [[ $# -gt 0 ]]; do
     if [[ "$1" == --model ]]; then
         MODEL="$(realpath --relative-to="$SRC" "${2:?--model needs a .tflite path}")"; shift 2
+    elif [[ "$1" == --mqtt-password-file ]]; then
+        MQTT_PASSWORD="$(realpath "${2:?--mqtt-password-file needs a file}")" || die "--mqtt-password-file $2 not found"
+        shift 2
     else
         INSTALL_ARGS+=("$1"); shift
     fi
@@ -45,8 +49,16 @@ if ! rsync -az --relative --delete-after --exclude __pycache__ --exclude '*.pyc'
     die "rsync to $TARGET failed: check that 'ssh $TARGET' works and that rsync is installed on the Pi (sudo apt install rsync)"
 fi
 
+# The MQTT password travels on its own, readable by the Pi user only, and is deleted after the install.
+if [[ -n "$MQTT_PASSWORD" ]]; then
+    rsync -a --chmod=F600 "$MQTT_PASSWORD" "$TARGET:$STAGE/mqtt-password" \
+        || die "copying the MQTT password to $TARGET failed"
+    INSTALL_ARGS+=(--mqtt-password-file mqtt-password)
+fi
+
 echo "== installing on $TARGET (install.sh runs itself with sudo, which may ask for the password)"
 # -t: a terminal for sudo's password prompt. printf %q: pass options through the remote shell intact.
 REMOTE="cd $(printf '%q' "$STAGE") && ./scripts/install.sh --model $(printf '%q' "$MODEL")"
 for a in "${INSTALL_ARGS[@]+"${INSTALL_ARGS[@]}"}"; do REMOTE+=" $(printf '%q' "$a")"; done
+[[ -z "$MQTT_PASSWORD" ]] || REMOTE+="; status=\$?; rm -f mqtt-password; exit \$status"
 ssh -t "$TARGET" "$REMOTE"

@@ -24,6 +24,7 @@ ROOT=""
 SYSTEMCTL=1
 VENV_FROM=""
 SKIP_VENV=0
+MQTT_PASSWORD=""
 MODEL="$SRC/models/emotion_int8.tflite"
 PYTHON="${PYTHON:-python3}"
 ARGS=("$@")
@@ -31,6 +32,7 @@ ARGS=("$@")
 usage() {
     cat <<EOF
 usage: scripts/install.sh [--root DIR] [--no-systemctl] [--model PATH] [--venv-from PATH | --skip-venv] [--python PY]
+                          [--mqtt-password-file FILE]
 
   --root DIR         install under DIR (DIR/opt, DIR/etc, ...) instead of /; implies no service start
   --no-systemctl     do not call systemctl (no daemon-reload/enable/start)
@@ -40,6 +42,10 @@ usage: scripts/install.sh [--root DIR] [--no-systemctl] [--model PATH] [--venv-f
                      (tests: saves the pip install; everything else runs as for real)
   --skip-venv        keep the existing /opt/$NAME/.venv as it is
   --python PY        interpreter that creates the venv [default: python3]
+  --mqtt-password-file FILE
+                     install FILE (the MQTT broker password, one line) as /etc/$NAME/mqtt-password, readable
+                     by root only; the service gets it as a systemd credential, so config.yaml says
+                     mqtt.password_file: /run/credentials/$NAME.service/mqtt-password
 EOF
 }
 
@@ -53,6 +59,7 @@ while [[ $# -gt 0 ]]; do
         --venv-from) VENV_FROM="$(realpath -m "${2:?--venv-from needs a virtualenv path}")"; shift 2 ;;
         --skip-venv) SKIP_VENV=1; shift ;;
         --python) PYTHON="${2:?--python needs an interpreter}"; shift 2 ;;
+        --mqtt-password-file) MQTT_PASSWORD="$(realpath -m "${2:?--mqtt-password-file needs a file}")"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option '$1'" ;;
     esac
@@ -67,6 +74,7 @@ CONTRACT="${MODEL%.tflite}.json"
 # --- check the inputs before touching anything
 [[ "$MODEL" == *.tflite ]] || die "--model $MODEL is not a .tflite file"
 [[ -f "$MODEL" ]] || die "model $MODEL not found. Convert one first (make tflite) or pass --model PATH."
+[[ -z "$MQTT_PASSWORD" || -f "$MQTT_PASSWORD" ]] || die "--mqtt-password-file $MQTT_PASSWORD not found"
 [[ -f "$CONTRACT" ]] || die "model contract $CONTRACT not found next to $MODEL: a model is installed only with its contract (make tflite writes both)."
 [[ -f "$SRC/systemd/$NAME.service" ]] || die "$SRC/systemd/$NAME.service missing: run this script from a fer-edge checkout"
 if [[ -n "$VENV_FROM" && ! -x "$VENV_FROM/bin/python" ]]; then
@@ -215,6 +223,16 @@ validate_config "$PY" "$PREFIX" "$ETC/config.yaml"
 mkdir -p "$UNIT_DIR"
 install -m 0644 "$SRC/systemd/$NAME.service" "$UNIT_DIR/$NAME.service"
 echo "== installed $UNIT_DIR/$NAME.service"
+# The MQTT password reaches the service (a dynamic user) as a credential: root-only on disk,
+# /run/credentials/$NAME.service/mqtt-password inside the service. Kept across reinstalls.
+if [[ -n "$MQTT_PASSWORD" ]]; then
+    install -m 0600 "$MQTT_PASSWORD" "$ETC/mqtt-password"
+    echo "== installed the MQTT password as $ETC/mqtt-password"
+fi
+if [[ -f "$ETC/mqtt-password" ]]; then
+    mkdir -p "$UNIT_DIR/$NAME.service.d"
+    printf '[Service]\nLoadCredential=mqtt-password:/etc/%s/mqtt-password\n' "$NAME" > "$UNIT_DIR/$NAME.service.d/mqtt-password.conf"
+fi
 
 if [[ $SYSTEMCTL -eq 0 ]]; then
     echo "== done (no systemctl: the service was not enabled or started)"

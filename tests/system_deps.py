@@ -1,5 +1,5 @@
 """Install the Debian packages the tests and benchmarks use (Xvfb for the overlay window,
-Chromium for the web page), when they are missing and we may: as root or with passwordless sudo.
+Chromium for the web page, Mosquitto for the MQTT tests), when they are missing and we may: as root or with passwordless sudo.
 
 Never fails the build: a test whose tool is missing skips and says why.
 """
@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 
-PACKAGES = {"Xvfb": "xvfb", "xauth": "xauth", "chromium": "chromium", "systemd-analyze": "systemd", "rsync": "rsync"}
+PACKAGES = {"Xvfb": "xvfb", "xauth": "xauth", "chromium": "chromium", "systemd-analyze": "systemd", "rsync": "rsync", "mosquitto": "mosquitto"}
 
 
 def main() -> int:

@@ -371,8 +371,17 @@ def test_deploy_over_rsync_and_ssh(tiny_tflite, tmp_path):
     (bindir / "ssh").write_text(FAKE_SSH)
     (bindir / "ssh").chmod(0o755)
     env = {"PATH": f"{bindir}:{os.environ['PATH']}", "FAKE_PI_HOME": str(home)}
-    r = sh(src / "scripts/deploy.sh", "pi@raspberrypi.local", "--root", root, "--venv-from", VENV, env=env)
+    secret = tmp_path / "broker-password"
+    secret.write_text("s3cret\n")
+    r = sh(src / "scripts/deploy.sh", "pi@raspberrypi.local", "--root", root, "--venv-from", VENV,
+           "--mqtt-password-file", secret, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+    # the MQTT password: root-only on the Pi, handed to the service as a credential, not left in the stage
+    installed_secret = root / "etc/fer-edge/mqtt-password"
+    assert installed_secret.read_text() == "s3cret\n" and installed_secret.stat().st_mode & 0o777 == 0o600
+    dropin = (root / "etc/systemd/system/fer-edge.service.d/mqtt-password.conf").read_text()
+    assert "LoadCredential=mqtt-password:/etc/fer-edge/mqtt-password" in dropin
+    assert not (home / "fer-edge-deploy/mqtt-password").exists()
     assert "pi@raspberrypi.local" in (home / ".ssh-hosts").read_text()
     stage = home / "fer-edge-deploy"
     assert (stage / "models/emotion_int8.json").is_file() and (stage / "fer_edge/edge/notify.py").is_file()

@@ -223,6 +223,8 @@ def test_latest_health_and_metrics_follow_the_live_loop(tiny_tflite, analyzer, m
     last, n_faces = feed(live, loop_pipeline, clip_frames(media_dir, FACE_FRAME, 5))
     live.count("dropped_frames", 3)
     live.count("camera_reconnects")
+    live.count("mqtt_sent", 7)
+    live.count("mqtt_dropped", 2)
     d = c.get("/api/latest").json()
     assert d["live"] is True and d["fps"] == 20.0 and d["frame"]["index"] == 4
     assert (d["frame"]["width"], d["frame"]["height"]) == (400, 300)
@@ -243,6 +245,8 @@ def test_latest_health_and_metrics_follow_the_live_loop(tiny_tflite, analyzer, m
     assert samples["fer_frames_total"] == 5
     assert samples["fer_faces_total"] == n_faces >= 5
     assert samples["fer_dropped_frames_total"] == 3 and samples["fer_camera_reconnects_total"] == 1
+    assert samples["fer_mqtt_sent_total"] == 7 and samples["fer_mqtt_dropped_total"] == 2
+    assert samples["fer_mqtt_reconnects_total"] == 0
     for stage in ("detect", "classify"):
         assert samples[f'fer_stage_latency_seconds_count{{stage="{stage}"}}'] == 5
         assert samples[f'fer_stage_latency_seconds_sum{{stage="{stage}"}}'] > 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,7 +171,30 @@ SCHEMA: dict[str, Any] = {
         "stream_fps": F((int, float), 10.0, min=0.1, max=60),
         "jpeg_quality": F(int, 80, min=10, max=100),
     },
+    "mqtt": {
+        "enabled": F(bool, False),
+        "host": F(str, "localhost"),
+        "port": F(int, 1883, min=1, max=65535),
+        "device": F(str, ""),
+        "topic_prefix": F(str, "fer"),
+        "discovery_prefix": F(str, "homeassistant"),
+        "keepalive_s": F(int, 30, min=2, max=3600),
+        "qos": F(int, 0, choices=(0, 1)),
+        "username": F(str, ""),
+        "password_file": F(str, ""),
+        "update_interval_s": F((int, float), 5.0, min=0.2, max=3600),
+        "queue_size": F(int, 256, min=8, max=100000),
+        "tls": {
+            "enabled": F(bool, False),
+            "ca_file": F(str, ""),
+            "cert_file": F(str, ""),
+            "key_file": F(str, ""),
+        },
+    },
 }
+
+TOPIC_WORD = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TOPIC_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,7}")
 
 
 def defaults(schema: dict | None = None) -> dict:
@@ -326,6 +350,16 @@ def check_combinations(cfg: dict) -> dict:
     if token and not (token.isascii() and token.isprintable() and " " not in token):
         raise ConfigError("config key 'web.token': use printable ASCII without spaces (letters, digits, "
                           "punctuation); other characters cannot be sent in an HTTP Authorization header")
+    m = cfg["mqtt"]
+    if m["device"] and not TOPIC_WORD.fullmatch(m["device"]):
+        raise ConfigError(f"config key 'mqtt.device': {m['device']!r} cannot be a topic level: use 1-64 letters, "
+                          "digits, '-' or '_' (e.g. living-room)")
+    for key in ("topic_prefix", "discovery_prefix"):
+        if not TOPIC_PREFIX.fullmatch(m[key]):
+            raise ConfigError(f"config key 'mqtt.{key}': {m[key]!r} is not a topic prefix: use words of letters, "
+                              "digits, '-' or '_' separated by '/', without wildcards (e.g. fer)")
+    if m["tls"]["key_file"] and not m["tls"]["cert_file"]:
+        raise ConfigError("config key 'mqtt.tls.key_file': set mqtt.tls.cert_file too (the client certificate it belongs to)")
     if cfg["data"]["val_fraction"] == 0 and cfg["train"]["lr_schedule"] == "plateau":
         raise ConfigError("config key 'train.lr_schedule': 'plateau' reduces the LR when the validation loss "
                           "stalls, and data.val_fraction 0 (a final fit) leaves no validation split; "

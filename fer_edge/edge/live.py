@@ -26,6 +26,9 @@ class Metrics:
     camera_reconnects: int = 0
     csv_rows: int = 0
     csv_errors: int = 0
+    mqtt_sent: int = 0
+    mqtt_dropped: int = 0
+    mqtt_reconnects: int = 0
     stage_ms_sum: dict = field(default_factory=lambda: defaultdict(float))
     stage_count: dict = field(default_factory=lambda: defaultdict(int))
 

@@ -34,6 +34,7 @@ from fer_edge.common.interpreter import ModelLoadError, RuntimeMissingError
 from fer_edge.edge.csvlog import CsvLog, CsvLogError
 from fer_edge.edge.detect import DetectorError
 from fer_edge.edge.live import LiveState
+from fer_edge.edge.mqtt import MqttConfigError, MqttReporter
 from fer_edge.edge.notify import Watchdog, notify
 from fer_edge.edge.pipeline import Pipeline
 from fer_edge.edge.sources import Capture, FrameSource, SourceError, make_source, open_interruptible
@@ -114,6 +115,7 @@ class Service:
         self.watchdog = Watchdog()
         self.capture: Capture | None = None
         self.web = None
+        self.mqtt = None                 # MqttReporter when mqtt.enabled
         self.stages: dict[str, deque] = {}
         self.started = time.time()
         self.frames = 0
@@ -213,6 +215,8 @@ class Service:
         det = self.pipeline.detector
         detector = det.backend + ("+profile" if getattr(det, "profile", None) is not None else "")
         web = f", web {self.web.url}" if self.web is not None else ""
+        if self.mqtt is not None:
+            web += f", mqtt {self.mqtt.where} as {self.mqtt.device}"
         _err(f"fer-edge {__version__}: {self.source.name} -> {self.log.path} (model {self.pipeline.classifier.model_path.name}, "
              f"detector {detector}, window {'on' if self.display else 'off'}{web})")
         self._start_progress()
@@ -305,6 +309,8 @@ class Service:
             self._record(timings)
             result = type(result)(result.frame, result.faces, timings)
             self.live.publish(result, self.fps)
+            if self.mqtt is not None:
+                self.mqtt.offer(result, self.fps)
             self._sync_dropped(self.capture)
             self._sync_csv_counts()
             self.watchdog.progress()
@@ -348,6 +354,8 @@ class Service:
         if self.no_face_count:
             more = f" (and {self.no_face_count - len(self.no_face)} more)" if self.no_face_count > len(self.no_face) else ""
             lines.append(f"no face found in {self.no_face_count} of {self.frames} photos: {', '.join(self.no_face)}{more}")
+        if self.mqtt is not None:
+            lines.append(self.mqtt.summary())
         return lines
 
     def _corrupt(self, message: str) -> None:
@@ -383,6 +391,8 @@ class Service:
                 self.web.stop()
             except Exception as exc:
                 _err(f"warning: stopping the web server: {exc}")
+        if self.mqtt is not None:
+            self.mqtt.stop()
         if self.display:
             cv2.destroyAllWindows()
         if self.log.lost_rows:
@@ -405,6 +415,7 @@ class Service:
                 "csv_lost_rows": self.log.lost_rows, "csv_errors": self.log.errors,
                 "dropped_frames": m.dropped_frames, "corrupt_frames": m.corrupt_frames,
                 "camera_reconnects": m.camera_reconnects, "started_unix": self.started,
+                "mqtt_sent": m.mqtt_sent, "mqtt_dropped": m.mqtt_dropped, "mqtt_reconnects": m.mqtt_reconnects,
                 "first_row_unix": self.log.first_row_time, "ended_unix": time.time(),
                 "runtime": runtime_name(), "tensorflow_imported": "tensorflow" in sys.modules,
                 "peak_rss_mb": peak_rss_mb(),
@@ -458,6 +469,14 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
         return 2
     svc = Service(cfg, pipeline, source, log, display, Path(stats_json) if stats_json else None, quiet=quiet)
     svc.signals = signals
+    try:
+        svc.mqtt = MqttReporter.from_config(cfg, pipeline.labels, svc.live.count, _err)
+    except MqttConfigError as exc:
+        _err(f"error: {exc}")
+        log.close()
+        source.close()
+        signals.restore()
+        return 2
     code = 0
     try:
         if cfg["web"]["enabled"]:
@@ -469,6 +488,8 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
                 _err(f"error: cannot start the web view on {cfg['web']['host']}:{cfg['web']['port']}: {exc}. "
                      "Pick another web.port or stop the program using it.")
                 return 2
+        if svc.mqtt is not None:
+            svc.mqtt.start()
         if not signals.stop.is_set():
             code = svc.run()
     finally:

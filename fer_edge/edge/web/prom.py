@@ -13,6 +13,9 @@ _COUNTERS = (
     ("camera_reconnects", "Times the camera was reopened."),
     ("csv_rows", "Rows written to the CSV emotion log."),
     ("csv_errors", "Failed writes to the CSV emotion log."),
+    ("mqtt_sent", "MQTT messages handed to the broker connection."),
+    ("mqtt_dropped", "MQTT messages not sent (broker away) and frames the MQTT thread could not take (broker slow)."),
+    ("mqtt_reconnects", "Times the MQTT connection was made again after the first."),
 )
 
 
