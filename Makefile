@@ -26,7 +26,7 @@ ARGS ?=
 
 opt = $(if $(strip $(2)),$(1) $(2))
 
-.PHONY: help setup setup-edge train average tflite eval run web test bench wheel deploy install-service uninstall-service clean
+.PHONY: help setup setup-edge train average tflite eval run web report test bench wheel deploy install-service uninstall-service clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -74,6 +74,10 @@ run: $(VENV)/.edge-installed  ## run the edge loop headless, logging emotions to
 
 web: $(VENV)/.edge-installed  ## serve the photo-upload page and API alone on 127.0.0.1:8080
 	$(PY) -m fer_edge.edge.web --config $(CONFIG) $(call opt,--model,$(MODEL)) $(ARGS)
+
+report: $(VENV)/.dev-installed  ## the emotion report of a CSV log: make report LOG=logs/emotions.csv [ARGS="--every 5min --from 2026-11-26T08:00"]
+	@test -n "$(LOG)" || { echo "usage: make report LOG=path/to/emotions.csv [ARGS=\"--every 1h --out DIR\"]"; exit 2; }
+	$(PY) -m fer_edge.edge.report $(LOG) $(ARGS)
 
 # ---- quality
 test: $(VENV)/.dev-installed  ## run the test suite

@@ -163,7 +163,7 @@ def test_large_upload_never_touches_the_disk(tiny_tflite, analyzer, face_jpeg, m
 # ---- token -------------------------------------------------------------------------------------
 
 ENDPOINTS = [("GET", "/"), ("GET", "/upload"), ("GET", "/api/latest"), ("GET", "/api/health"),
-             ("GET", "/metrics"), ("GET", "/stream.mjpg"), ("POST", "/api/predict"), ("GET", "/no-such-page")]
+             ("GET", "/metrics"), ("GET", "/api/history"), ("GET", "/stream.mjpg"), ("POST", "/api/predict"), ("GET", "/no-such-page")]
 
 
 def test_token_is_required_on_every_endpoint(tiny_tflite, analyzer, face_jpeg):
@@ -209,6 +209,33 @@ def feed(live: LiveState, pipeline, frames, fps=20.0):
         live.publish(res, fps)
         faces += len(res.faces)
     return res, faces
+
+
+def test_history_counts_each_emotion_of_the_live_loop(tiny_tflite, analyzer, media_dir):
+    """/api/history from real pipeline results: per-second counts of each emotion, bounded ring."""
+    from fer_edge.edge.pipeline import Pipeline
+    loop_pipeline = Pipeline.from_config(web_cfg(tiny_tflite))
+    live = LiveState(loop_pipeline.labels, history_s=600)
+    c = client(tiny_tflite, analyzer, live)
+    _, n_faces = feed(live, loop_pipeline, clip_frames(media_dir, FACE_FRAME, 6))
+    h = c.get("/api/history", params={"minutes": 2}).json()
+    assert h["labels"] == list(loop_pipeline.labels) and h["step_s"] == 1 and len(h["frames"]) == 120
+    assert sum(h["frames"]) == 6 and sum(map(sum, h["counts"])) == n_faces >= 6
+    assert h["end_unix"] - h["start_unix"] == 120 and all(len(c) == len(h["labels"]) for c in h["counts"])
+    assert h["start_unix"] <= h["running_since_unix"] <= h["end_unix"]
+    h = c.get("/api/history", params={"minutes": 10}).json()
+    assert h["step_s"] == 3 and len(h["frames"]) == 200 and sum(h["frames"]) == 6
+    for bad in ("0", "11", "x"):
+        r = c.get("/api/history", params={"minutes": bad})
+        assert r.status_code == 400 and "web.history_minutes" in r.json()["error"]
+    assert client(tiny_tflite, analyzer, LiveState(loop_pipeline.labels)).get("/api/history").status_code == 404
+    # the ring holds its seconds whatever the uptime: a second that comes round again starts from zero
+    ring = live.history
+    assert ring.counts.shape == (600, len(loop_pipeline.labels) + 1)
+    ring.add(1_000_000.5, ["happy"])
+    ring.add(1_000_600.2, ["sad", "sad"])
+    s = ring.series(600, now=1_000_600)
+    assert sum(s["frames"]) == 1 and sum(map(sum, s["counts"])) == 2
 
 
 PROM_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? [-+0-9.eE]+$')

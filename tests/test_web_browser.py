@@ -86,6 +86,7 @@ def test_pages_work_under_their_content_security_policy(strict_browser, service)
     page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
     page.goto(service, wait_until="domcontentloaded")
     page.wait_for_selector("#faces tbody tr.face", timeout=30_000)
+    page.wait_for_selector("#history-legend span", timeout=30_000)    # the history chart drew
     page.wait_for_timeout(1500)
     box = page.locator("#stream").bounding_box()
     page.goto(service + "upload", wait_until="domcontentloaded")
@@ -162,6 +163,33 @@ def test_live_page_shows_the_annotated_stream_and_the_faces(browser, service, tm
     b, g, r = (view[..., i].astype(int) for i in range(3))
     green = (g > 170) & (b < 90) & (r < 90)
     assert green.sum() > 200, f"no face box visible in the stream ({green.sum()} green pixels)"
+
+
+def test_history_panel_draws_the_emotions_of_the_running_loop(browser, service, tmp_path):
+    """The live page's history chart, fed by /api/history of the real service, drawn on its canvas."""
+    from fer_edge.common.labels import LABELS
+    h = httpx.get(service + "api/history", params={"minutes": 10}, timeout=5).json()
+    assert sum(h["frames"]) > 0 and sum(map(sum, h["counts"])) > 0 and h["labels"] == list(LABELS)
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1100, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(service, wait_until="domcontentloaded")
+    page.wait_for_function("document.getElementById('history-note').textContent.includes('face rows')", timeout=30_000)
+    note = page.inner_text("#history-note")
+    assert any(f"{label} " in note for label in LABELS), note
+    legend = page.locator("#history-legend span").all_inner_texts()
+    assert [x.strip() for x in legend] == list(LABELS)
+    page.click("#history-range button[data-minutes='60']")
+    page.wait_for_function("document.getElementById('history-note').textContent.includes('last 60 min')", timeout=10_000)
+    page.click("#history-range button[data-minutes='10']")
+    page.wait_for_function("document.getElementById('history-note').textContent.includes('last 10 min')", timeout=10_000)
+    png = page.locator(".history").screenshot(path=str(shot_path("web_history.png", tmp_path)))
+    page.close()
+    assert not errors, errors
+    shot = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).astype(int)
+    colored = (shot.max(axis=2) - shot.min(axis=2)) > 60          # the bars are saturated colours
+    assert colored.sum() > 300, f"the history chart is empty ({colored.sum()} coloured pixels)"
 
 
 def test_upload_through_the_page(browser, service, media_dir, tmp_path):

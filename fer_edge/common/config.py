@@ -170,6 +170,7 @@ SCHEMA: dict[str, Any] = {
         "max_concurrent_predictions": F(int, 2, min=1, max=64),
         "stream_fps": F((int, float), 10.0, min=0.1, max=60),
         "jpeg_quality": F(int, 80, min=10, max=100),
+        "history_minutes": F(int, 360, min=0, max=1440),
     },
     "mqtt": {
         "enabled": F(bool, False),

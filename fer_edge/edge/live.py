@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import cv2
 
+from fer_edge.edge.history import EmotionHistory
 from fer_edge.edge.types import FrameResult
 
 
@@ -34,9 +35,10 @@ class Metrics:
 
 
 class LiveState:
-    def __init__(self, labels: tuple[str, ...] = ()):
+    def __init__(self, labels: tuple[str, ...] = (), history_s: int = 0):
         self._lock = threading.Lock()
         self.labels = labels
+        self.history = EmotionHistory(labels, history_s) if history_s else None
         self.started = time.time()
         self.metrics = Metrics()
         self._result: FrameResult | None = None
@@ -60,6 +62,8 @@ class LiveState:
             for k, v in result.timings_ms.items():
                 m.stage_ms_sum[k] += v
                 m.stage_count[k] += 1
+            if self.history is not None:
+                self.history.add(time.time(), [f.label for f in result.faces])
 
     def count(self, name: str, n: int = 1) -> None:
         """Increment a counter of ``Metrics`` (dropped_frames, camera_reconnects, ...)."""
@@ -70,6 +74,13 @@ class LiveState:
         """(latest result, fps, sequence number)."""
         with self._lock:
             return self._result, self._fps, self._seq
+
+    def history_series(self, seconds: int) -> dict | None:
+        """The emotion history of the last ``seconds`` (see EmotionHistory.series); None when it is off."""
+        if self.history is None:
+            return None
+        with self._lock:
+            return {**self.history.series(seconds), "running_since_unix": int(self.started)}
 
     def metrics_snapshot(self) -> Metrics:
         """A consistent copy of the counters (for /metrics), taken under the lock."""

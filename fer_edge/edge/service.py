@@ -110,7 +110,8 @@ class Service:
         self.display, self.stats_json, self.quiet = display, stats_json, quiet
         self.no_face: list[str] = []     # photos without a face (names, for the summary)
         self.no_face_count = 0
-        self.live = LiveState(pipeline.labels)
+        history_s = 60 * int(cfg["web"]["history_minutes"]) if cfg["web"]["enabled"] else 0
+        self.live = LiveState(pipeline.labels, history_s=history_s)
         self.signals = _Signals()
         self.watchdog = Watchdog()
         self.capture: Capture | None = None

@@ -141,6 +141,20 @@ def create_app(cfg: dict, live: LiveState | None, analyzer: Analyzer | None, loo
                 return JSONResponse(body, status_code=503)
         return JSONResponse(body)
 
+    async def api_history(request: Request) -> Response:
+        if live is None or live.history is None:
+            return JSONResponse({"error": "no history: the live loop is not running here, or web.history_minutes is 0"},
+                                status_code=404)
+        raw = request.query_params.get("minutes", "10")
+        try:
+            minutes = float(raw)
+            if not 0 < minutes <= live.history.size / 60:
+                raise ValueError
+        except ValueError:
+            return JSONResponse({"error": f"minutes={raw!r}: give a number of minutes from 1 to "
+                                          f"{live.history.size // 60} (web.history_minutes)"}, status_code=400)
+        return JSONResponse(live.history_series(int(minutes * 60)))
+
     async def metrics(request: Request) -> Response:
         if live is not None:
             result, fps, _ = live.snapshot()
@@ -182,6 +196,7 @@ def create_app(cfg: dict, live: LiveState | None, analyzer: Analyzer | None, loo
         Route("/", index), Route("/upload", upload_page),
         Route("/stream.mjpg", stream), Route("/api/latest", api_latest), Route("/api/health", api_health),
         Route("/metrics", metrics), Route("/api/predict", predict, methods=["POST"]),
+        Route("/api/history", api_history),
     ]
     app = Starlette(routes=routes)
     app.state.web = st
