@@ -182,16 +182,7 @@ PY="$VENV/bin/python"
 
 # The staged model must load with its contract (checksum included) and run before it replaces anything.
 echo "== checking model $MODEL (+ $(basename "$CONTRACT"))"
-if ! PYTHONPATH="$PREFIX" "$PY" -c '
-import sys
-import numpy as np
-from fer_edge.edge.classify import EmotionClassifier
-try:
-    clf = EmotionClassifier(sys.argv[1])
-    clf.classify([np.full((48, 48), 128, np.uint8)])
-except (ValueError, RuntimeError) as exc:
-    sys.exit(f"install.sh: error: {exc}")
-' "$STAGE/emotion_int8.tflite"; then
+if ! PYTHONPATH="$PREFIX" "$PY" -m fer_edge.edge.check "$STAGE/emotion_int8.tflite"; then
     rm -rf "$STAGE"
     echo "install.sh: the installed model was left as it was" >&2
     exit 2

@@ -27,7 +27,7 @@ def _copy_pair(model: Path, dest: Path) -> Path:
 
 
 def _check(*args: str) -> int:
-    from fer_edge.convert.check import main
+    from fer_edge.edge.check import main
     return main(list(args))
 
 
@@ -115,7 +115,7 @@ def test_quantize_matches_tflite_rules():
 def test_committed_default_model_matches_its_contract():
     if not COMMITTED.is_file():
         pytest.skip(f"{COMMITTED.relative_to(ROOT)} is not committed yet (the lead ships it after training)")
-    from fer_edge.convert.check import check_model
+    from fer_edge.common.classifier import check_model
     c = check_model(COMMITTED)                          # sha256, loadable, shapes/dtypes/quantisation agree
     assert c.labels == LABELS
     assert (c.height, c.width, c.channels, c.input.dtype, c.output.dtype) == (48, 48, 1, "int8", "int8")

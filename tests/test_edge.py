@@ -116,6 +116,16 @@ def test_classifier_checks_contract_and_returns_probabilities(tiny_tflite, face_
             EmotionClassifier(m)
 
 
+def test_the_converters_gate_runs_the_model_as_the_edge_does(tiny_tflite, face_crops):
+    """One code path: convert.verify's predictions are the edge classifier's, to the bit."""
+    from fer_edge.common.preprocess import preprocess_face
+    from fer_edge.convert.verify import tflite_predict
+    from fer_edge.edge.classify import EmotionClassifier
+    faces = np.stack([preprocess_face(c) for c in face_crops])
+    edge = EmotionClassifier(tiny_tflite).classify(list(faces))
+    np.testing.assert_array_equal(tflite_predict(tiny_tflite, faces), edge)
+
+
 def test_classifier_flip_tta_averages_the_face_and_its_mirror(tiny_tflite, face_crops, pipeline_factory):
     from fer_edge.common.preprocess import preprocess_face
     from fer_edge.edge.classify import EmotionClassifier

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_edge.common.classifier import check_model
 from fer_edge.common.config import display_path, resolve_path
 from fer_edge.common.contract import sha256_file, stage_contract
 from fer_edge.common.interpreter import ModelLoadError, make_interpreter, runtime_name, runtime_version
@@ -162,6 +163,7 @@ def convert(cfg: dict, log=print) -> ConvertResult:
         staged = stage_contract(contract, contract_path)
         os.replace(tmp, final)
         os.replace(staged, contract_path)
+        check_model(final)           # the pair as the edge will load it: sha256, contract, one face
     finally:
         tmp.unlink(missing_ok=True)
         contract_path.with_suffix(".json.tmp").unlink(missing_ok=True)

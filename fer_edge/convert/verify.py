@@ -11,23 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.common.interpreter import dequantize, make_interpreter, quantize
+from fer_edge.common.classifier import TfliteModel
 from fer_edge.common.labels import LABELS
 
 
 def tflite_predict(model_path: Path, x: np.ndarray, num_threads: int = 1) -> np.ndarray:
-    """(N,48,48) uint8 faces -> (N, labels) float probabilities from a .tflite model."""
-    interp = make_interpreter(model_path, num_threads)
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    in_scale, in_zp = inp["quantization"]
-    out_scale, out_zp = out["quantization"]
-    in_dtype = np.dtype(inp["dtype"]).name
-    probs = np.empty((len(x), int(out["shape"][-1])), np.float32)
-    for i, face in enumerate(x):
-        interp.set_tensor(inp["index"], quantize(face[None, :, :, None], in_dtype, in_scale, in_zp))
-        interp.invoke()
-        probs[i] = dequantize(interp.get_tensor(out["index"])[0], out_scale, out_zp)
-    return probs
+    """(N,48,48) uint8 faces -> (N, labels) float probabilities, run exactly as the edge runs the model."""
+    return TfliteModel(model_path, threads=num_threads).probs_batch(x)
 
 
 def summarize(report: dict, suffix: str = "") -> dict:
@@ -79,17 +69,12 @@ def gate_failures(metrics: dict, max_top1_drop: float, min_agreement: float) -> 
 def latency_ms(model_path: Path, faces: np.ndarray, num_threads: int = 1, runs: int = 300,
                warmup: int = 20) -> tuple[float, float]:
     """(median, p95) milliseconds of one set_tensor + invoke + get_tensor on real faces."""
-    interp = make_interpreter(model_path, num_threads)
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    in_scale, in_zp = inp["quantization"]
-    in_dtype = np.dtype(inp["dtype"]).name
-    batch = [quantize(f[None, :, :, None], in_dtype, in_scale, in_zp) for f in faces[:64]]
+    model = TfliteModel(model_path, threads=num_threads)
+    batch = [model.quantize(f) for f in faces[:64]]
     times = []
     for i in range(warmup + runs):
         t0 = time.perf_counter()
-        interp.set_tensor(inp["index"], batch[i % len(batch)])
-        interp.invoke()
-        interp.get_tensor(out["index"])
+        model.run(batch[i % len(batch)])
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1000)
     return float(np.median(times)), float(np.percentile(times, 95))

@@ -19,6 +19,7 @@ import argparse
 import csv
 import gzip
 import heapq
+import importlib.util
 import io
 import re
 import sys
@@ -422,11 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         t_from = parse_time(args.t_from, "--from") if args.t_from else None
         t_to = parse_time(args.t_to, "--to") if args.t_to else None
         out = args.out or args.log.with_name(args.log.name.removesuffix(".csv") + "-report")
-        try:
-            import matplotlib  # noqa: F401
-            charts = True
-        except ImportError:
-            charts = False
+        charts = importlib.util.find_spec("matplotlib") is not None
+        if not charts:
             print("note: matplotlib is not installed: writing summary.md only (pip install matplotlib for the charts)",
                   file=sys.stderr)
         rep = make_report(args.log, out, every, t_from, t_to, gap, charts)
