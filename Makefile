@@ -57,7 +57,7 @@ train: $(VENV)/.dev-installed  ## train on FER-2013 (resumes an interrupted run;
 
 average: $(VENV)/.dev-installed  ## try the weight average of a finished run's kept epochs: make average RUN=runs/<run> [LAST=N]
 	@test -n "$(RUN)" || { echo "usage: make average RUN=runs/<timestamp>-<arch> [LAST=N]"; exit 2; }
-	$(PY) -m fer_edge.train.average $(RUN) $(call opt,--last,$(LAST)) $(ARGS)
+	$(PY) -m fer_edge.train.finalize $(RUN) $(call opt,--last,$(LAST)) $(ARGS)
 
 eval: $(VENV)/.dev-installed  ## evaluate a Keras model: make eval MODEL=runs/<run>/model.keras [DATA=] [SPLIT=test]
 	@test -n "$(MODEL)" || { echo "usage: make eval MODEL=runs/<run>/model.keras [DATA=path] [SPLIT=test|val|train]"; exit 2; }

@@ -57,7 +57,7 @@ def _models(tmp: Path) -> tuple[list[tuple[str, Path]], str]:
                         "is not on this machine)")
     # No shipped model yet: the tiny test model (far smaller than the real one).
     from tests.conftest import FER_ROOT, TINY_CONVERT, tiny_config
-    from fer_edge.train.train import run
+    from fer_edge.train.fit import run
     run_dir = run(tiny_config(FER_ROOT, tmp), fresh=True)
     keras_path = run_dir / "model.keras"
     models = [("tiny int8", _convert(keras_path, "int8", tmp / "int8", {**TINY_CONVERT, "data.max_per_class": 150}))]

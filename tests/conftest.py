@@ -65,8 +65,8 @@ def tiny_config(fer_root: Path, tmp: Path, **extra) -> dict:
 @pytest.fixture(scope="session")
 def tiny_keras_model(fer_root, tmp_path_factory) -> Path:
     """Path to model.keras of a tiny model (arch 'tiny') really trained for 8 epochs on 945 real
-    FER training faces (1050 capped, minus the val hold-out) by train.train.run(); its run directory has state.json status 'finished'."""
-    from fer_edge.train.train import run
+    FER training faces (1050 capped, minus the val hold-out) by train.fit.run(); its run directory has state.json status 'finished'."""
+    from fer_edge.train.fit import run
     tmp = tmp_path_factory.mktemp("tiny_run")
     run_dir = run(tiny_config(fer_root, tmp), fresh=True)
     return run_dir / "model.keras"

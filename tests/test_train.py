@@ -88,7 +88,7 @@ def test_smoke_run_writes_every_output_and_loss_falls(tmp_path, fer_root):
     assert avg["epochs"] == [2, 4] and avg["count"] == 3 and avg["used"] == (avg["val_accuracy"] > avg["best_epoch_val_accuracy"])
     assert ("using the average" if avg["used"] else "keeping the best epoch") in out
     # make average: try it again on the finished run with the last 2 epochs
-    again = subprocess.run([sys.executable, "-m", "fer_edge.train.average", str(run), "--last", "2"], cwd=ROOT,
+    again = subprocess.run([sys.executable, "-m", "fer_edge.train.finalize", str(run), "--last", "2"], cwd=ROOT,
                            env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"},
                            capture_output=True, text=True, timeout=600)
     if avg["used"]:

@@ -78,7 +78,7 @@ def convert(cfg: dict, log=print) -> ConvertResult:
 
     Raises ConvertInputError (bad model or data; exit 2) or ParityError (gate failed; exit 1).
     """
-    from fer_edge.train.evaluate import predict_probs
+    from fer_edge.train.metrics import predict_probs
 
     c = cfg["convert"]
     precision = c["precision"]

@@ -7,29 +7,15 @@ from pathlib import Path
 from fer_edge.common.labels import LABELS
 from fer_edge.common.preprocess import INPUT_SIZE
 from fer_edge.convert.errors import ConvertInputError
-
-STATE_FILE = "state.json"      # written by fer_edge/train/train.py in every run directory
-MODEL_FILE = "model.keras"
-
+from fer_edge.train.rundir import BEST_FILE, STATE_FILE, newest_finished_model
 
 def newest_finished_run(runs_dir: Path) -> Path:
-    """model.keras of the newest run in ``runs_dir`` whose state.json says "finished".
-
-    Run directories are named <YYYYmmdd-HHMMSS>-<arch>, so sorting by name sorts by start time.
-    """
-    runs_dir = Path(runs_dir)
-    if runs_dir.is_dir():
-        for d in sorted((p for p in runs_dir.iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True):
-            state, model = d / STATE_FILE, d / MODEL_FILE
-            if not (state.is_file() and model.is_file()):
-                continue
-            try:
-                if json.loads(state.read_text()).get("status") == "finished":
-                    return model
-            except (OSError, json.JSONDecodeError):
-                continue   # a run being written right now; older ones may still qualify
-    raise ConvertInputError(f"no finished training run with a {MODEL_FILE} in {runs_dir}. Train one with "
-                            "`make train` (and let it finish), or pass MODEL=path/to/model.keras.")
+    """model.keras of the newest run in ``runs_dir`` whose state.json says "finished"."""
+    model = newest_finished_model(Path(runs_dir))
+    if model is None:
+        raise ConvertInputError(f"no finished training run with a {BEST_FILE} in {runs_dir}. Train one with "
+                                "`make train` (and let it finish), or pass MODEL=path/to/model.keras.")
+    return model
 
 
 def resolve_model_path(setting: str, runs_dir: Path) -> Path:
@@ -75,7 +61,7 @@ def load_keras_model(path: Path):
     """Load, check and return a float32 copy of the model (mixed-precision runs save bfloat16)."""
     import keras
 
-    from fer_edge.train.train import to_float32
+    from fer_edge.train.model import to_float32
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a bad file

@@ -33,7 +33,7 @@ def mirrored(x: np.ndarray) -> np.ndarray:
 
 def _scores(y: np.ndarray, probs: np.ndarray, flip_probs: np.ndarray | None) -> dict:
     """Single-pass metrics, plus ``*_flip_tta`` ones (mean of a face's and its mirror's probabilities)."""
-    from fer_edge.train.evaluate import classification_report
+    from fer_edge.train.metrics import classification_report
     out = summarize(classification_report(y, probs.argmax(1)))
     if flip_probs is not None:
         out.update(summarize(classification_report(y, ((probs + flip_probs) / 2).argmax(1)), "_flip_tta"))

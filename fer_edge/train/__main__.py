@@ -1,5 +1,5 @@
 import sys
 
-from fer_edge.train.train import main
+from fer_edge.train.cli import main
 
 sys.exit(main())

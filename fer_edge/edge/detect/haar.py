@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from fer_edge.common.preprocess import to_gray
-from fer_edge.edge.detect import DetectorError, suppress_nested
+from fer_edge.edge.detect.base import DetectorError, suppress_nested
 from fer_edge.edge.types import Box, Detection
 
 FRONTAL = "haarcascade_frontalface_default.xml"

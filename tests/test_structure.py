@@ -1,0 +1,85 @@
+"""The shape of the code: data flows train -> convert -> models/ -> edge one way, and no module of
+fer_edge imports, even inside a function, a module that imports it back."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "fer_edge"
+
+
+def _module(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    mods = {_module(p): p for p in PKG.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                subs = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in mods]
+                names = subs if len(subs) == len(node.names) else [node.module, *subs]
+            for name in names:
+                if name in mods and name != mod and name != "fer_edge":
+                    graph[mod].add(name)
+    return graph
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycles.append(stack[stack.index(n):] + [m, n] if n in stack else [m, n])
+            elif n not in state:
+                visit(n, stack + [m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
+    assert not cycles, cycles
+
+
+def test_data_flows_one_way():
+    allowed = {"common": {"common"}, "train": {"common", "train"}, "convert": {"common", "train", "convert"},
+               "edge": {"common", "edge"}, "models": set()}
+    for mod, deps in import_graph().items():
+        part = mod.split(".")[1] if "." in mod else None
+        if part is None:
+            continue
+        bad = {d for d in deps if d.split(".")[1] not in allowed[part]}
+        assert not bad, f"{mod} imports {sorted(bad)}"
+
+
+def test_resumable_callbacks_find_the_keras_state_they_restore():
+    """The one place that touches Keras' private callback attributes: if an upgrade renames them,
+    this fails (and a resumed run says so) instead of silently restarting the patience counters."""
+    import pytest
+
+    from fer_edge.train.callbacks import Resumable, ResumableEarlyStopping, ResumableReduceLROnPlateau
+    for cls in (ResumableEarlyStopping, ResumableReduceLROnPlateau):
+        saved = {name: (0.5 if name == "best" else 3) for name in cls.RESTORED}
+        cb = cls(monitor="val_loss", key="k", saved=saved)
+        cb.on_train_begin()
+        assert cb.snapshot() == saved
+        fresh = cls(monitor="val_loss", key="k", saved=None)
+        fresh.on_train_begin()
+        assert set(fresh.snapshot()) == set(cls.RESTORED) and fresh.wait == 0
+
+    import keras
+
+    class Renamed(Resumable, keras.callbacks.EarlyStopping):
+        RESTORED = ("wait", "patience_left")          # what a renamed attribute looks like
+    with pytest.raises(RuntimeError, match="patience_left"):
+        Renamed(monitor="val_loss", key="k", saved=None).on_train_begin()
