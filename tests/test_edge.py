@@ -79,7 +79,7 @@ def frame(image, i=0, source="test"):
 # ---------------------------------------------------------------- imports
 def test_edge_never_imports_tensorflow():
     code = ("import sys, runpy\n"
-            "import fer_edge.edge.app, fer_edge.edge.service, fer_edge.edge.pipeline, fer_edge.edge.sources\n"
+            "import fer_edge.edge.cli, fer_edge.edge.loop, fer_edge.edge.pipeline, fer_edge.edge.sources\n"
             "import fer_edge.edge.overlay, fer_edge.edge.csvlog\n"
             "sys.argv = ['edge', '--help']\n"
             "try:\n    runpy.run_module('fer_edge.edge', run_name='__main__')\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
@@ -426,7 +426,7 @@ def test_cli_http_url_source(tiny_tflite, media_dir, tmp_path):
 
 def test_cli_fake_camera_source_in_process(tiny_tflite, media_dir, tmp_path):
     """The loop with a camera (a fake: the one hardware we do not have) and real frames."""
-    from fer_edge.edge.service import run
+    from fer_edge.edge.loop import run
     from tests.edge_support import FakeCamera
     cam = FakeCamera(clip_frames(media_dir / "cap13_edit2.mp4", [100, 200, 300]), fps=100)
     log = tmp_path / "cam.csv"

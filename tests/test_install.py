@@ -166,7 +166,7 @@ def test_installed_code_is_what_runs(staged):
     """PYTHONPATH=/opt/fer-edge: the unit's Python imports the installed copy, whose relative config
     paths (edge.model) resolve under /opt/fer-edge."""
     argv, env, cwd = rerooted_command(staged)
-    r = subprocess.run([argv[0], "-c", "import fer_edge.common.config as c, fer_edge.edge.app as a; print(c.ROOT); print(a.__file__)"],
+    r = subprocess.run([argv[0], "-c", "import fer_edge.common.config as c, fer_edge.edge.cli as a; print(c.ROOT); print(a.__file__)"],
                        cwd=cwd, env={"PATH": os.environ.get("PATH", ""), **env}, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
@@ -272,7 +272,7 @@ def test_reinstall_keeps_edited_config_and_validates_it(tiny_tflite, tmp_path):
     assert "config.yaml.new" in r.stdout
     # an edited config that this version does not accept stops the install with the key named
     conf.write_text(re.sub(r"(?m)^(\s+threads:) 3", r"\1 99", edited, count=1))
-    installed = root / "opt/fer-edge/fer_edge/edge/app.py"
+    installed = root / "opt/fer-edge/fer_edge/edge/cli.py"
     before = installed.stat().st_ino                 # each install writes new files
     r = install(root, tiny_tflite, "--no-systemctl")
     assert r.returncode == 2

@@ -1,4 +1,4 @@
-"""Fault injection into the edge loop (fer_edge/edge/service.py): cameras that die, hang, freeze or send
+"""Fault injection into the edge loop (fer_edge/edge/loop.py): cameras that die, hang, freeze or send
 garbage, sd_notify over a real AF_UNIX socket, signals, unwritable logs, bad models and configs."""
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def cfg_for(model: Path, log: Path, **extra) -> dict:
 
 
 def run_loop(model, tmp_path, cam, **extra) -> tuple[int, dict, float]:
-    from fer_edge.edge.service import run
+    from fer_edge.edge.loop import run
     stats = tmp_path / "stats.json"
     t0 = time.monotonic()
     code = run(cfg_for(model, tmp_path / "log.csv", **extra), source=cam, headless=True, stats_json=stats)
@@ -207,8 +207,8 @@ def test_invalid_config_values_exit_2_naming_the_key(args, key):
 def test_a_camera_gone_longer_than_any_limit_is_waited_for(tiny_tflite, frames, tmp_path, capfd, monkeypatch):
     """reconnect_attempts 0 (the default): the loop keeps reopening until the camera is back, with
     the journal told at most once a minute after the first attempts."""
-    from fer_edge.edge import service
-    monkeypatch.setattr(service, "RECONNECT_SAY_EVERY_S", 0.5)
+    from fer_edge.edge import loop
+    monkeypatch.setattr(loop, "RECONNECT_SAY_EVERY_S", 0.5)
     cam = FakeCamera(frames, fault="die", after=5, open_failures=40)
     code, s, took = run_loop(tiny_tflite, tmp_path, cam, **{"edge.camera.reconnect_attempts": 0,
                                                             "edge.camera.reconnect_backoff_max_s": 0.05,

@@ -22,7 +22,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from fer_edge.common.config import load_config
-from fer_edge.edge.live import LiveState
+from fer_edge.edge.telemetry import LiveState
 from fer_edge.edge.types import Frame
 from tests.conftest import ROOT
 

@@ -12,7 +12,7 @@ JSON faces + ``annotated_jpeg_base64``.
 """
 from __future__ import annotations
 
-from fer_edge.edge.live import LiveState
+from fer_edge.edge.telemetry import LiveState
 from fer_edge.edge.web.app import create_app
 from fer_edge.edge.web.server import WebError, WebServer
 

@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from fer_edge.edge import overlay
-from fer_edge.edge.live import LiveState
+from fer_edge.edge.telemetry import LiveState
 from fer_edge.edge.types import Face, Frame, FrameResult
 from fer_edge.edge.web import pages, prom
 from fer_edge.edge.web.auth import LoopbackHosts, TokenAuth

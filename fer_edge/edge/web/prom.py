@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from fer_edge.edge.live import Metrics
+from fer_edge.edge.telemetry import Metrics
 
 _COUNTERS = (
     ("frames", "Frames processed by the pipeline."),

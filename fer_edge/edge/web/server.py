@@ -13,7 +13,7 @@ import threading
 
 import uvicorn
 
-from fer_edge.edge.live import LiveState
+from fer_edge.edge.telemetry import LiveState
 from fer_edge.edge.web.app import create_app
 
 START_TIMEOUT_S = 30.0

@@ -14,7 +14,7 @@ import threading
 
 from starlette.concurrency import run_in_threadpool
 
-from fer_edge.edge.live import LiveState
+from fer_edge.edge.telemetry import LiveState
 
 BOUNDARY = "frame"
 STOP_POLL_S = 0.25      # clients and the producer notice a server shutdown within this time

@@ -1,6 +1,6 @@
 """Command line of the edge runtime: ``python -m fer_edge.edge`` (``make run`` adds --headless).
 
-``main`` only parses arguments, turns them into config overrides and calls ``edge.service.run``.
+``main`` only parses arguments, turns them into config overrides and calls ``edge.loop.run``.
 Paths given on the command line are relative to the current directory; paths in config.yaml are
 relative to the repository root.
 """
@@ -90,6 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         # unreadable frames itself).
         os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    from fer_edge.edge.service import run   # after the config check: bad flags fail fast, before cv2/LiteRT load
+    from fer_edge.edge.loop import run   # after the config check: bad flags fail fast, before cv2/LiteRT load
     return run(cfg, stats_json=_cli_path(args.stats_json) if args.stats_json else None, headless=args.headless,
                quiet=args.quiet)

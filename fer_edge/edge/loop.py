@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -33,11 +31,12 @@ from fer_edge.common.contract import ContractError
 from fer_edge.common.interpreter import ModelLoadError, RuntimeMissingError
 from fer_edge.edge.csvlog import CsvLog, CsvLogError
 from fer_edge.edge.detect import DetectorError
-from fer_edge.edge.live import LiveState
+from fer_edge.edge.telemetry import LiveState
 from fer_edge.edge.mqtt import MqttConfigError, MqttReporter
 from fer_edge.edge.notify import Watchdog, notify
 from fer_edge.edge.pipeline import Pipeline
 from fer_edge.edge.sources import Capture, FrameSource, SourceError, make_source, open_interruptible
+from fer_edge.edge.signals import Signals
 from fer_edge.edge.types import Frame
 
 WINDOW = "fer-edge"
@@ -74,30 +73,28 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-class _Signals:
-    """SIGTERM/SIGINT ask the loop to stop after the current frame; SIGHUP asks for a CSV reopen."""
+class StallWatch:
+    """When a live source last delivered a frame, and since when it has delivered the very same image
+    (a frozen driver: real sensors never give two bit-identical frames in a row for seconds)."""
 
-    def __init__(self):
-        self.stop = threading.Event()
-        self.reopen = threading.Event()
-        self.signame = ""
-        self._old = {}
+    def __init__(self, stall_s: float):
+        self.stall_s = stall_s
+        self.reset()
 
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return                                   # signals can only be handled in the main thread
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._old[sig] = signal.signal(sig, self._on_stop)
-        if hasattr(signal, "SIGHUP"):
-            self._old[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: self.reopen.set())
+    def reset(self) -> None:
+        """After a (re)open: the timers start again."""
+        self.last_frame = self.same_since = time.monotonic()
+        self.last_sig: bytes | None = None
 
-    def _on_stop(self, signum, _frame) -> None:
-        self.signame = signal.Signals(signum).name
-        self.stop.set()
+    def silent(self, now: float) -> bool:
+        return now - self.last_frame > self.stall_s
 
-    def restore(self) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
+    def frozen(self, image: np.ndarray, now: float) -> bool:
+        sig = image[::16, ::16].tobytes()
+        if sig != self.last_sig:
+            self.last_sig, self.same_since = sig, now
+            return False
+        return now - self.same_since > self.stall_s
 
 
 class Service:
@@ -112,20 +109,31 @@ class Service:
         self.no_face_count = 0
         history_s = 60 * int(cfg["web"]["history_minutes"]) if cfg["web"]["enabled"] else 0
         self.live = LiveState(pipeline.labels, history_s=history_s)
-        self.signals = _Signals()
+        self.signals = Signals()
         self.watchdog = Watchdog()
+        self.watch = StallWatch(float(self.e["camera"]["stall_timeout_s"]))
         self.capture: Capture | None = None
         self.web = None
         self.mqtt = None                 # MqttReporter when mqtt.enabled
         self.stages: dict[str, deque] = {}
         self.started = time.time()
-        self.frames = 0
-        self.faces = 0
         self.fps = 0.0
         self._dropped_seen = 0
-        self._corrupt_msgs = 0
         self._lost_reported = 0
         self._last_status = 0.0
+
+    # ---- the counters live in one place: the telemetry the web view and /metrics read
+    @property
+    def frames(self) -> int:
+        return self.live.metrics.frames
+
+    @property
+    def faces(self) -> int:
+        return self.live.metrics.faces
+
+    @property
+    def _corrupt_msgs(self) -> int:
+        return self.live.metrics.corrupt_frames
 
     # ---- source supervision -----------------------------------------------------------------
     def _start_capture(self) -> None:
@@ -181,6 +189,7 @@ class Service:
             self.live.count("camera_reconnects")
             _err(f"note: {self.source.name} reopened (attempt {self._failures}{of})")
             self._start_capture()
+            self.watch.reset()
             return True
         _err(f"error: {self.source.name} could not be reopened after {attempts} attempts; "
              "exiting so that systemd restarts the service")
@@ -222,8 +231,8 @@ class Service:
              f"detector {detector}, window {'on' if self.display else 'off'}{web})")
         self._start_progress()
         self._failures = 0
-        last_frame = time.monotonic()
-        last_sig, same_since = None, last_frame
+        watch = self.watch
+        watch.reset()
         prev = None
         code = 0
         while not self.signals.stop.is_set():
@@ -239,11 +248,9 @@ class Service:
             item = self.capture.get(timeout=0.1)
             now = time.monotonic()
             if item is None:
-                if self.source.live and now - last_frame > stall:
-                    if not self._reconnect(f"no frame for {stall:g} s"):
-                        code = 1
-                        break
-                    last_frame = same_since = time.monotonic()
+                if self.source.live and watch.silent(now) and not self._reconnect(f"no frame for {stall:g} s"):
+                    code = 1
+                    break
                 continue
             if item.kind in ("end", "error"):
                 if not self.source.live:
@@ -255,26 +262,17 @@ class Service:
                 if not self._reconnect(why):
                     code = 1
                     break
-                last_frame = same_since = time.monotonic()
                 continue
             if item.kind == "corrupt":
                 self._corrupt(item.message)
                 continue
             image = item.grab.image
-            if self.source.live:
-                # A camera that keeps handing out the very same buffer (a frozen driver) is stalled
-                # too: real sensors never give two bit-identical frames in a row for seconds.
-                sig = image[::16, ::16].tobytes()
-                if sig != last_sig:
-                    last_sig, same_since = sig, now
-                elif now - same_since > stall:
-                    if not self._reconnect(f"frozen: the same frame for {stall:g} s"):
-                        code = 1
-                        break
-                    last_frame = same_since = time.monotonic()
-                    last_sig = None
-                    continue
-            last_frame = now
+            if self.source.live and watch.frozen(image, now):
+                if not self._reconnect(f"frozen: the same frame for {stall:g} s"):
+                    code = 1
+                    break
+                continue
+            watch.last_frame = now
             t0 = time.perf_counter()
             frame = Frame(image, self.frames, item.grab.label, item.timestamp, still=item.grab.still)
             try:
@@ -291,14 +289,10 @@ class Service:
                 code = 1
                 break
             t2 = time.perf_counter()
-            self.frames += 1
-            self.faces += len(result.faces)
             if frame.still and not result.faces:
                 self.no_face_count += 1
                 if len(self.no_face) < NO_FACE_NAMED:
                     self.no_face.append(Path(item.grab.label).name)
-            if _bar is not None:
-                self._progress()
             dt = (now - prev) if prev is not None else 0.0
             prev = now
             if dt > 0:
@@ -312,6 +306,8 @@ class Service:
             self.live.publish(result, self.fps)
             if self.mqtt is not None:
                 self.mqtt.offer(result, self.fps)
+            if _bar is not None:
+                self._progress()
             self._sync_dropped(self.capture)
             self._sync_csv_counts()
             self.watchdog.progress()
@@ -363,7 +359,6 @@ class Service:
         if _bar is not None:
             _bar.update(1)
         self.live.count("corrupt_frames")
-        self._corrupt_msgs += 1
         n = self._corrupt_msgs
         if n <= 5 or n % 100 == 0:        # say it, but do not flood the journal
             _err(f"warning: skipped a corrupt frame ({message}); {n} so far")
@@ -439,7 +434,7 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
     e = cfg["edge"]
     cv2.setNumThreads(1)     # one frame at a time; OpenCV's pool only adds overhead and steals the capture core
     cv2.ocl.setUseOpenCL(False)   # no OpenCL device on a Pi; probing for one costs start-up time and memory
-    signals = _Signals()
+    signals = Signals()
     signals.install()        # before the slow start, so a SIGTERM during start-up is still a clean stop
     display = False if headless else (e["display"] == "on" or (e["display"] == "auto" and has_display()))
     if display and not has_display():

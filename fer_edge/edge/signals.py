@@ -1,0 +1,33 @@
+"""Signals of the edge process: SIGTERM/SIGINT ask the loop to stop after the current frame, SIGHUP asks
+for the CSV log to be reopened (logrotate). Installed before the slow start, so a stop during start-up
+is still a clean one."""
+from __future__ import annotations
+
+import signal
+import threading
+
+
+class Signals:
+    """SIGTERM/SIGINT ask the loop to stop after the current frame; SIGHUP asks for a CSV reopen."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.reopen = threading.Event()
+        self.signame = ""
+        self._old = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return                                   # signals can only be handled in the main thread
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._old[sig] = signal.signal(sig, self._on_stop)
+        if hasattr(signal, "SIGHUP"):
+            self._old[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: self.reopen.set())
+
+    def _on_stop(self, signum, _frame) -> None:
+        self.signame = signal.Signals(signum).name
+        self.stop.set()
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
