@@ -16,6 +16,8 @@ import zipfile
 from pathlib import Path
 
 import h5py
+import numpy as np
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -256,3 +258,52 @@ def test_missing_dataset_is_a_clear_error(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert r.returncode == 2
     assert "does not exist" in r.stderr and "DATA=" in r.stderr
+
+
+def test_distillation_from_cached_teachers(tmp_path, fer_root, tiny_keras_model, tiny_tflite):
+    """A student trained on the softened mean of two teachers (a .keras and a .tflite): the teachers run
+    once, a second run reads their outputs from the cache, and the targets are proper distributions."""
+    cache = tmp_path / "teachers"
+    teach = ["--set", f"teacher.models=[{tiny_keras_model}, {tiny_tflite}]", "--set", "teacher.temperature=3",
+             "--set", "teacher.hard_weight=0.3", "--set", f"teacher.cache_dir={cache}"]
+    p = _train(tmp_path, fer_root, "--epochs", "1", *teach)
+    out = p.communicate(timeout=600)[0]
+    assert p.returncode == 0, out
+    assert "computing the soft targets of 2 model(s)" in out and "distilling from 2 teacher(s)" in out, out
+    (soft_file,) = cache.glob("soft-*.npy")
+    soft = np.load(soft_file)
+    assert soft.ndim == 2 and soft.shape[1] == 7 and np.allclose(soft.sum(axis=1), 1.0, atol=1e-5)
+    assert soft.max(axis=1).mean() < 0.9                   # softened: the temperature spreads them
+    (run,) = (tmp_path / "runs").iterdir()
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "finished" and state["teacher"]["temperature"] == 3
+    p = _train(tmp_path, fer_root, "--fresh", "--epochs", "1", *teach)
+    out = p.communicate(timeout=600)[0]
+    assert p.returncode == 0 and "from the cache" in out and "computing" not in out, out
+    # the ensemble measured on the validation hold-out, each model and the mean of their probabilities
+    r = subprocess.run([sys.executable, "-m", "fer_edge.train.teachers", str(tiny_keras_model), str(tiny_tflite),
+                        "--data", str(fer_root), "--set", "data.max_per_class=40", "--split", "val"],
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"},
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    accs = re.findall(r"accuracy ([\d.]+)%", r.stdout)
+    assert len(accs) == 3 and "ensemble of 2 (mean of probabilities)" in r.stdout, r.stdout
+
+
+def test_teacher_keys_cannot_change_a_resumed_run(tmp_path):
+    from fer_edge.common.config import load_config
+    from fer_edge.train.errors import TrainError
+    from fer_edge.train.resume import resume_overrides
+    saved = load_config(None)
+    cfg = load_config(None, ["teacher.temperature=5"])
+    with pytest.raises(TrainError, match="teacher.temperature"):
+        resume_overrides(saved, cfg, ("teacher.temperature",), tmp_path)
+
+
+def test_teacher_that_does_not_exist_is_refused(tmp_path, fer_root):
+    p = _train(tmp_path, fer_root, "--epochs", "1", "--set", "teacher.models=[no/such/teacher.keras]")
+    out = p.communicate(timeout=600)[0]
+    assert p.returncode == 2 and "teacher.models" in out and "no/such/teacher.keras" in out, out
+    p = _train(tmp_path, fer_root, "--epochs", "1", "--set", "teacher.models=[notes.txt]")
+    out = p.communicate(timeout=600)[0]
+    assert p.returncode == 2 and "each teacher is a .keras or a .tflite file" in out, out

@@ -98,6 +98,12 @@ SCHEMA: dict[str, Any] = {
             "mix_prob": F((int, float), 0.5, min=0, max=1.0),
         },
     },
+    "teacher": {
+        "models": F(list, []),
+        "temperature": F((int, float), 2.0, min=0.1, max=20),
+        "hard_weight": F((int, float), 0.5, min=0.0, max=1.0),
+        "cache_dir": F(str, ".cache/teachers"),
+    },
     "convert": {
         "model": F(str, "auto"),
         "output_dir": F(str, "models"),
@@ -351,6 +357,11 @@ def check_combinations(cfg: dict) -> dict:
     if token and not (token.isascii() and token.isprintable() and " " not in token):
         raise ConfigError("config key 'web.token': use printable ASCII without spaces (letters, digits, "
                           "punctuation); other characters cannot be sent in an HTTP Authorization header")
+    t = cfg["teacher"]["models"]
+    if not all(isinstance(x, str) and x for x in t):
+        raise ConfigError(f"config key 'teacher.models': {t!r}: give a list of .keras or .tflite paths")
+    if any(not x.endswith((".keras", ".tflite")) for x in t):
+        raise ConfigError(f"config key 'teacher.models': {t!r}: each teacher is a .keras or a .tflite file")
     m = cfg["mqtt"]
     if m["device"] and not TOPIC_WORD.fullmatch(m["device"]):
         raise ConfigError(f"config key 'mqtt.device': {m['device']!r} cannot be a topic level: use 1-64 letters, "

@@ -54,7 +54,9 @@ def class_weights(y: np.ndarray, mode: str) -> np.ndarray:
     return w.astype(np.float32)
 
 
-def make_datasets(data: FerData, tcfg: dict, seed: int):
+def make_datasets(data: FerData, tcfg: dict, seed: int, soft: np.ndarray | None = None, hard_weight: float = 1.0):
+    """The training and validation tf.data pipelines. With ``soft`` (the teachers' probabilities of each
+    training face) the target is ``hard_weight`` x the one-hot label + the rest x the teachers'."""
     import tensorflow as tf
     from fer_edge.train.augment import make_augment, make_mix
 
@@ -67,12 +69,19 @@ def make_datasets(data: FerData, tcfg: dict, seed: int):
         x = tf.cast(x, tf.float32)[..., None]
         return x, tf.one_hot(y, NUM_CLASSES)
 
-    train = (tf.data.Dataset.from_tensor_slices((data.train.x, data.train.y))
-             .shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True)
-             .batch(bs, drop_remainder=len(data.train) >= bs)
-             .map(to_xy, num_parallel_calls=tf.data.AUTOTUNE)
-             .map(lambda x, y: (augment(x), y, tf.gather(weights, tf.argmax(y, axis=1))),
-                  num_parallel_calls=tf.data.AUTOTUNE))
+    if soft is None:
+        train = (tf.data.Dataset.from_tensor_slices((data.train.x, data.train.y))
+                 .shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True)
+                 .batch(bs, drop_remainder=len(data.train) >= bs)
+                 .map(lambda x, y: (*to_xy(x, y), tf.gather(weights, y)), num_parallel_calls=tf.data.AUTOTUNE))
+    else:
+        hw = float(hard_weight)
+        train = (tf.data.Dataset.from_tensor_slices((data.train.x, data.train.y, soft))
+                 .shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True)
+                 .batch(bs, drop_remainder=len(data.train) >= bs)
+                 .map(lambda x, y, t: (tf.cast(x, tf.float32)[..., None], hw * tf.one_hot(y, NUM_CLASSES) + (1.0 - hw) * t,
+                                       tf.gather(weights, y)), num_parallel_calls=tf.data.AUTOTUNE))
+    train = train.map(lambda x, y, w: (augment(x), y, w), num_parallel_calls=tf.data.AUTOTUNE)
     if mix is not None:
         train = train.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     train = train.prefetch(tf.data.AUTOTUNE)
@@ -179,7 +188,18 @@ def fit(run_dir: Path, cfg: dict, state: dict, data: FerData, resuming: bool, fi
         print(f"finishing {run_dir} after epoch {state['epoch']}/{tcfg['epochs']} with its best checkpoint")
         finalize(run_dir, cfg, data, state)
         return run_dir
-    train_ds, val_ds = make_datasets(data, tcfg, stream_seed)
+    soft = None
+    if cfg["teacher"]["models"]:
+        from fer_edge.train.teachers import soft_targets
+        try:
+            soft = soft_targets(data.train.x, data.train.y, cfg["teacher"], resolve_path)
+        except FileNotFoundError as exc:
+            raise TrainError(str(exc)) from None
+        state["teacher"] = {"models": list(cfg["teacher"]["models"]), "temperature": cfg["teacher"]["temperature"],
+                            "hard_weight": cfg["teacher"]["hard_weight"]}
+        print(f"distilling from {len(cfg['teacher']['models'])} teacher(s), temperature {cfg['teacher']['temperature']}, "
+              f"hard label weight {cfg['teacher']['hard_weight']}")
+    train_ds, val_ds = make_datasets(data, tcfg, stream_seed, soft, cfg["teacher"]["hard_weight"])
     steps = int(tf.data.experimental.cardinality(train_ds).numpy())
     if resuming:
         print(f"shuffling, augmentation and dropout seeded with {stream_seed} (train.seed + {state['epoch']} epochs done)")

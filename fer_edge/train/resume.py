@@ -39,7 +39,7 @@ def resume_overrides(saved: dict, cfg: dict, set_keys: tuple[str, ...], run_dir:
         new, old = _get(cfg, key), _get(saved, key)
         if key == "train.epochs" or new == old:
             continue
-        if key in RESUME_SAFE or key.split(".")[0] not in ("train", "data"):
+        if key in RESUME_SAFE or key.split(".")[0] not in ("train", "data", "teacher"):
             section, *mid, leaf = key.split(".")
             node = saved.setdefault(section, {})
             for part in mid:

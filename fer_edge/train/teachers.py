@@ -1,0 +1,127 @@
+"""Teachers for distillation: the mean probabilities of one or more trained models (``.keras`` or the
+converted ``.tflite``), softened by a temperature, as soft targets for a student.
+
+The teachers' outputs on the training faces are computed once and cached in ``teacher.cache_dir``
+under a key made from the faces, the labels, each teacher file's content and the temperature, so a
+distillation run (and every resumed sitting of it) costs no more per epoch than an ordinary one.
+
+``python -m fer_edge.train.teachers MODEL [MODEL ...] [--split val|test]`` measures each model and
+their ensemble (mean of probabilities) on a split, with the committed protocol: choices on the
+validation hold-out, the test split only for the report.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fer_edge.common.contract import sha256_file
+
+CACHE_VERSION = 1
+
+
+def model_probs(path: Path, x: np.ndarray) -> np.ndarray:
+    """(N,48,48) uint8 faces -> (N, labels) probabilities from a .keras or a .tflite model."""
+    path = Path(path)
+    if path.suffix == ".tflite":
+        from fer_edge.common.classifier import TfliteModel
+        return TfliteModel(path).probs_batch(x)
+    import keras
+
+    from fer_edge.train.metrics import predict_probs
+    from fer_edge.train.model import to_float32
+    return predict_probs(to_float32(keras.models.load_model(path, compile=False)), x).astype(np.float32)
+
+
+def ensemble_probs(paths: list[Path], x: np.ndarray) -> np.ndarray:
+    return np.mean([model_probs(p, x) for p in paths], axis=0).astype(np.float32)
+
+
+def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """p^(1/T), renormalised: T > 1 spreads the probability over the other classes (dark knowledge)."""
+    q = np.power(np.clip(probs, 1e-8, 1.0), 1.0 / temperature)
+    return (q / q.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def soft_targets(x: np.ndarray, y: np.ndarray, tcfg: dict, resolve) -> np.ndarray:
+    """The ensemble's softened probabilities for faces ``x`` (labels ``y``), from the cache when it has
+    them. ``tcfg`` is the ``teacher`` section; ``resolve`` turns its paths into files."""
+    paths = [resolve(p) for p in tcfg["models"]]
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(f"config key 'teacher.models': {p} not found: train the teacher first "
+                                    "(make train) or remove it from the list")
+    h = hashlib.sha256(f"teachers-v{CACHE_VERSION}-T{tcfg['temperature']!r}".encode())
+    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(y).tobytes())
+    for p in paths:
+        h.update(sha256_file(p).encode())
+    cache = resolve(tcfg["cache_dir"]) / f"soft-{h.hexdigest()[:24]}.npy"
+    if cache.is_file():
+        soft = np.load(cache)
+        if soft.shape[0] == len(x):
+            print(f"teachers: soft targets of {len(paths)} model(s) from the cache {cache}")
+            return soft
+    print(f"teachers: computing the soft targets of {len(paths)} model(s) on {len(x)} faces (once; cached)")
+    soft = soften(ensemble_probs(paths, x), float(tcfg["temperature"]))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".tmp.npy")
+    np.save(tmp, soft)
+    os.replace(tmp, cache)
+    return soft
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from fer_edge import __version__
+    from fer_edge.common.config import ConfigError, exit_on_config_error, load_config
+    from fer_edge.train.data import DataError, load_configured
+    from fer_edge.train.metrics import classification_report
+
+    ap = argparse.ArgumentParser(prog="python -m fer_edge.train.teachers", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"fer-edge {__version__}")
+    ap.add_argument("models", nargs="+", type=Path, help=".keras or .tflite files")
+    ap.add_argument("--split", choices=("val", "test"), default="val", help="where to measure (default: val)")
+    ap.add_argument("--config", type=Path, default=None)
+    ap.add_argument("--data", help="dataset root or fer2013.csv (overrides data.root)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. data.max_per_class=100")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config, [*args.set, *([("data.root", str(Path(args.data).resolve()))] if args.data else [])])
+    except ConfigError as exc:
+        exit_on_config_error(exc)
+    missing = [str(m) for m in args.models if not m.is_file()]
+    if missing:
+        print(f"error: not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        data = load_configured(cfg["data"])
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    split = data.val if args.split == "val" else data.test
+    if len(split) == 0:
+        print("error: no validation split (data.val_fraction is 0): measure with --split test or a val_fraction", file=sys.stderr)
+        return 2
+    all_probs = []
+    for m in args.models:
+        p = model_probs(m, split.x)
+        all_probs.append(p)
+        r = classification_report(split.y, p.argmax(1))
+        print(f"{m}: accuracy {r['accuracy'] * 100:.2f}%, macro-F1 {r['macro_f1']:.3f}")
+    if len(all_probs) > 1:
+        mean = np.mean(all_probs, axis=0)
+        r = classification_report(split.y, mean.argmax(1))
+        agree = np.mean([(p.argmax(1) == all_probs[0].argmax(1)).mean() for p in all_probs[1:]])
+        print(f"ensemble of {len(all_probs)} (mean of probabilities): accuracy {r['accuracy'] * 100:.2f}%, "
+              f"macro-F1 {r['macro_f1']:.3f} on {args.split} ({len(split)} faces); "
+              f"the others agree with the first on {agree * 100:.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
