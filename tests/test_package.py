@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -22,11 +23,27 @@ def run(argv, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, **kw)
 
 
+def clean_env() -> dict:
+    """This environment without PYTHONPATH: the checkout on the path would make pip believe the project
+    is installed already (and the installed copy must be what runs)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+# What the wheel is built from (a copy, so the build leaves nothing behind in the checkout).
+SOURCES = ["pyproject.toml", "README.md", "LICENSE", "NOTICE", "fer_edge", "models"]
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
+    out, src = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("src")
+    for name in SOURCES + [p.name for p in ROOT.glob("requirements-*.txt")]:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".staged"))
+        else:
+            shutil.copy(ROOT / name, src / name)
     # --no-isolation: the build backend comes from this virtualenv (requirements-test.txt), no download
-    r = run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out, ROOT], timeout=300)
+    r = run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out, src], timeout=300,
+            env=clean_env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     wheels = list(out.glob("fer_edge-*.whl"))
     assert len(wheels) == 1, wheels
@@ -40,7 +57,7 @@ def installed(wheel, tmp_path_factory) -> Path:
     env_dir = tmp_path_factory.mktemp("venv")
     venv.create(env_dir, with_pip=True)
     r = run([env_dir / "bin/python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
-             f"{wheel}[edge]"], timeout=900)
+             f"{wheel}[edge]"], timeout=900, env=clean_env(), cwd=env_dir)
     if r.returncode != 0 and ("Could not find a version" in r.stderr or "NewConnectionError" in r.stderr):
         pytest.skip(f"the edge dependencies cannot be downloaded here: {r.stderr.strip().splitlines()[-1]}")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
