@@ -26,7 +26,7 @@ ARGS ?=
 
 opt = $(if $(strip $(2)),$(1) $(2))
 
-.PHONY: help setup setup-edge train average tflite eval run web report test bench wheel deploy install-service uninstall-service clean
+.PHONY: help setup setup-edge train average tflite eval run web report test bench pi-check wheel deploy install-service uninstall-service clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -83,6 +83,10 @@ report: $(VENV)/.dev-installed  ## the emotion report of a CSV log: make report 
 test: $(VENV)/.dev-installed  ## run the test suite
 	$(PY) tests/system_deps.py
 	$(PY) -m pytest -q tests $(ARGS)
+
+pi-check: $(VENV)/.dev-installed  ## the Raspberry Pi path emulated here (root): arm64 userland under qemu, the service under a booted systemd (docs/pi-check.md)
+	$(PY) tests/system_deps.py --pi-check
+	$(PY) scripts/pi_check.py $(ARGS)
 
 bench: $(VENV)/.dev-installed  ## run the benchmarks and rewrite BENCHMARKS.md
 	$(PY) tests/system_deps.py

@@ -211,6 +211,13 @@ fi
 validate_config "$PY" "$PREFIX" "$ETC/config.yaml"
 
 # --- the unit
+# The unit's SupplementaryGroups= (the camera's devices): systemd refuses to start a unit whose group
+# does not exist (status 216/GROUP). Raspberry Pi OS has both; a minimal Debian may lack `render`.
+if [[ -z "$ROOT" ]]; then
+    for g in $(sed -n 's/^SupplementaryGroups=//p' "$SRC/systemd/$NAME.service"); do
+        getent group "$g" >/dev/null || { groupadd --system "$g" && echo "== created the system group $g (for the camera devices)"; }
+    done
+fi
 mkdir -p "$UNIT_DIR"
 install -m 0644 "$SRC/systemd/$NAME.service" "$UNIT_DIR/$NAME.service"
 echo "== installed $UNIT_DIR/$NAME.service"

@@ -10,11 +10,14 @@ import shutil
 import subprocess
 import sys
 
+PI_CHECK = {"debootstrap": "debootstrap", "qemu-aarch64-static": "qemu-user-static", "update-binfmts": "binfmt-support",
+            "systemd-nspawn": "systemd-container"}     # `make pi-check` (tests/system_deps.py --pi-check)
 PACKAGES = {"Xvfb": "xvfb", "xauth": "xauth", "chromium": "chromium", "systemd-analyze": "systemd", "rsync": "rsync", "mosquitto": "mosquitto"}
 
 
 def main() -> int:
-    missing = sorted({pkg for tool, pkg in PACKAGES.items() if shutil.which(tool) is None})
+    wanted = PI_CHECK if "--pi-check" in sys.argv[1:] else PACKAGES
+    missing = sorted({pkg for tool, pkg in wanted.items() if shutil.which(tool) is None})
     if not missing or os.environ.get("FER_NO_APT"):
         return 0
     prefix = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
