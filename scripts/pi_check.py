@@ -45,8 +45,8 @@ SHIPPED = ["fer_edge/__init__.py", "fer_edge/common", "fer_edge/edge", "scripts"
            "requirements-edge.txt", "requirements-nodeps.txt", "models/emotion_int8.tflite", "models/emotion_int8.json"]
 # On top of debootstrap's minbase, what Raspberry Pi OS Lite has and the service needs: systemd, and
 # procps for /bin/kill (the unit's ExecReload).
-PACKAGES = {"amd64": "systemd,systemd-sysv,dbus,procps,python3,python3-venv,python3-pip,ca-certificates",
-            "arm64": "python3,python3-venv,python3-pip,ca-certificates"}
+PACKAGES = {"boot": "systemd,systemd-sysv,dbus,procps,python3,python3-venv,python3-pip,ca-certificates",
+            "userland": "python3,python3-venv,python3-pip,ca-certificates"}
 # /proc/cpuinfo of a Raspberry Pi 4 (Cortex-A72), one core shown per CPU of this machine.
 CPUINFO_A72 = """processor\t: {n}
 BogoMIPS\t: 108.00
@@ -82,17 +82,18 @@ def mount(*args: str, target: Path) -> None:
     _cleanup.append(lambda: sh(["umount", "-l", target]))
 
 
-def ensure_root(arch: str) -> Path:
-    """The pristine root for ``arch``, built once (debootstrap) and kept in the cache."""
-    root = CACHE / f"bookworm-{arch}"
+def ensure_root(arch: str, kind: str) -> Path:
+    """The pristine root for ``arch`` (``kind`` boot: with systemd; userland: Python only), built once
+    (debootstrap) and kept in the cache."""
+    root = CACHE / f"bookworm-{arch}-{kind}"
     if (root / ".complete").is_file():
         return root
-    tmp = CACHE / f"bookworm-{arch}.new"
+    tmp = CACHE / f"bookworm-{arch}-{kind}.new"
     shutil.rmtree(tmp, ignore_errors=True)
     CACHE.mkdir(parents=True, exist_ok=True)
     print(f"== building a Bookworm {arch} root with debootstrap (minutes; once)", flush=True)
     t0 = time.time()
-    r = sh(["debootstrap", f"--arch={arch}", "--variant=minbase", f"--include={PACKAGES[arch]}", "bookworm", tmp, MIRROR])
+    r = sh(["debootstrap", f"--arch={arch}", "--variant=minbase", f"--include={PACKAGES[kind]}", "bookworm", tmp, MIRROR])
     for m in ("proc", "sys", "dev/pts", "dev"):          # debootstrap may leave its own mounts behind
         sh(["umount", "-l", tmp / m])
     if r.returncode != 0:
@@ -102,8 +103,8 @@ def ensure_root(arch: str) -> Path:
     return root
 
 
-def work_copy(arch: str, tag: str) -> Path:
-    src = ensure_root(arch)
+def work_copy(arch: str, kind: str, tag: str) -> Path:
+    src = ensure_root(arch, kind)
     dst = CACHE / f"work-{tag}"
     shutil.rmtree(dst, ignore_errors=True)
     _cleanup.append(lambda: shutil.rmtree(dst, ignore_errors=True))
@@ -141,7 +142,7 @@ def read_rows(path: Path) -> list[list[str]]:
 def check_arm64(results: dict) -> None:
     import cv2
     t0 = time.time()
-    root = work_copy("arm64", "arm64")
+    root = work_copy("arm64", "userland", "arm64")
     results["arm64_root_s"] = round(time.time() - t0, 1)
     frames = root / "srv/frames"
     frames.mkdir(parents=True)
@@ -168,7 +169,7 @@ def check_arm64(results: dict) -> None:
     results["arm64_install_s"] = round(time.time() - t0, 1)
     results["arm64_install_ok"] = r.returncode == 0
     if r.returncode != 0:
-        results["arm64_install_log"] = (r.stdout + r.stderr)[-2000:]
+        results["arm64_install_output"] = (r.stdout + r.stderr)[-2000:]
         return
     arch = in_chroot(root, "uname -m; /opt/fer-edge/.venv/bin/python -c 'import platform, cv2, ai_edge_litert; "
                            "print(platform.python_version(), cv2.__version__)'", env, timeout=600)
@@ -180,7 +181,7 @@ def check_arm64(results: dict) -> None:
     r = in_chroot(root, run, env, timeout=3600)
     results["arm64_run_s"] = round(time.time() - t0, 1)
     if r.returncode != 0:
-        results["arm64_run_log"] = (r.stdout + r.stderr)[-2000:]
+        results["arm64_run_output"] = (r.stdout + r.stderr)[-2000:]
         results["arm64_identical"] = False
         return
     host_log = CACHE / "host.csv"
@@ -222,13 +223,14 @@ def free_port() -> int:
 
 
 class Container:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, qemu: bool = False):
         self.root = root
+        self.env = ["QEMU_CPU=cortex-a72"] if qemu else []
         self.proc = subprocess.Popen(["systemd-nspawn", "-D", str(root), "-b", "--register=no", "--keep-unit",
                                       "--quiet"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         _cleanup.append(self.stop)
-        deadline = time.time() + 120
+        deadline = time.time() + (600 if qemu else 120)
         self.pid1 = None
         while time.time() < deadline:
             kids = sh(["pgrep", "-P", str(self.proc.pid)]).stdout.split()
@@ -238,11 +240,11 @@ class Container:
                 if state in ("running", "degraded"):
                     return
             time.sleep(0.5)
-        raise RuntimeError("the container did not boot within 120 s")
+        raise RuntimeError("the container did not boot in time")
 
     def run(self, script: str, timeout: float = 600) -> subprocess.CompletedProcess:
         return sh(["nsenter", "-t", self.pid1, "-a", "/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-                   "HOME=/root", "LANG=C.UTF-8", "/bin/bash", "-c", script], timeout=timeout)
+                   "HOME=/root", "LANG=C.UTF-8", *self.env, "/bin/bash", "-c", script], timeout=timeout)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -254,9 +256,28 @@ class Container:
                 self.proc.wait(timeout=10)
 
 
-def check_service(results: dict) -> None:
+def check_service(results: dict, arch: str = "amd64") -> None:
+    """The booted checks for ``arch``; arm64 is booted under qemu (with the two settings of check_arm64
+    for every process of the container)."""
+    r: dict = {}
+    try:
+        _service(r, arch)
+    finally:
+        results.update({(BOOT_PREFIX[arch] + k): v for k, v in r.items()})
+
+
+def _service(results: dict, arch: str) -> None:
     import yaml
-    root = work_copy("amd64", "amd64")
+    root = work_copy(arch, "boot", f"boot-{arch}")
+    if arch == "arm64":
+        cpuinfo = root / "srv/cpuinfo-a72"
+        cpuinfo.write_text("".join(CPUINFO_A72.format(n=k) for k in range(os.cpu_count() or 1)))
+        (root / "etc/systemd/system.conf.d").mkdir(parents=True, exist_ok=True)
+        (root / "etc/systemd/system.conf.d/qemu.conf").write_text("[Manager]\nDefaultEnvironment=QEMU_CPU=cortex-a72\n")
+        # the service has a /proc of its own (ProtectProc=): the Cortex-A72 cpuinfo goes in by a drop-in
+        (root / "etc/systemd/system/fer-edge.service.d").mkdir(parents=True, exist_ok=True)
+        (root / "etc/systemd/system/fer-edge.service.d/qemu.conf").write_text(
+            "[Service]\nEnvironment=QEMU_CPU=cortex-a72\nBindReadOnlyPaths=/srv/cpuinfo-a72:/proc/cpuinfo\n")
     shutil.copy(CLIP, root / "srv/clip.mp4")
     web_port = free_port()
     broker = None
@@ -277,17 +298,19 @@ def check_service(results: dict) -> None:
         cfg["mqtt"].update(enabled=True, host="127.0.0.1", port=broker.port, device="pi-check")
     (root / "etc/fer-edge").mkdir(parents=True)
     (root / "etc/fer-edge/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    print("== amd64: booting the root with systemd-nspawn", flush=True)
+    print(f"== {arch}: booting the root with systemd-nspawn", flush=True)
     t0 = time.time()
-    box = Container(root)
+    box = Container(root, qemu=arch == "arm64")
     results["boot_s"] = round(time.time() - t0, 1)
-    print("== amd64: sudo scripts/install.sh inside the booted container (pip install: minutes)", flush=True)
+    if arch == "arm64":       # ai-edge-litert reads /proc/cpuinfo: a Cortex-A72's, for the whole container
+        box.run("mount --bind /srv/cpuinfo-a72 /proc/cpuinfo")
+    print(f"== {arch}: sudo scripts/install.sh inside the booted container (pip install: minutes)", flush=True)
     t0 = time.time()
     r = box.run("cd /root/fer-edge-deploy && ./scripts/install.sh", timeout=1800)
     results["install_s"] = round(time.time() - t0, 1)
     results["install_ok"] = r.returncode == 0
     if r.returncode != 0:
-        results["install_log"] = (r.stdout + r.stderr)[-2500:]
+        results["install_output"] = (r.stdout + r.stderr)[-2500:]
         return
     show = lambda: dict(line.split("=", 1) for line in box.run(   # noqa: E731
         "systemctl show fer-edge -p ActiveState -p SubState -p MainPID -p NRestarts -p ExecMainStatus -p Result"
@@ -331,7 +354,7 @@ def check_service(results: dict) -> None:
             results["reload_reopens_log"] = True
             break
     if not results["reload_reopens_log"]:
-        results["reload_log"] = (r.stdout + r.stderr)[-800:]
+        results["reload_output"] = (r.stdout + r.stderr)[-800:]
     t0 = time.time()
     box.run("systemctl stop fer-edge", timeout=120)
     results["stop_s"] = round(time.time() - t0, 1)
@@ -343,44 +366,51 @@ def check_service(results: dict) -> None:
 
 
 # ---- report -----------------------------------------------------------------------------------------
+BOOT_PREFIX = {"amd64": "", "arm64": "arm64boot_"}
 CHECKS = [
     ("arm64: install.sh installs the edge (headless OpenCV, ai-edge-litert) from aarch64 wheels", "arm64_install_ok", True),
     ("arm64: on the same PNG frames, boxes and labels identical to this machine's", "arm64_boxes_labels_identical", True),
     ("arm64: probabilities equal within one int8 output step (1/256)", "arm64_max_prob_difference",
      lambda v: v is not None and v <= 1 / 256 + 1e-4),
-    ("booted: install.sh installs, enables and starts the unit", "install_ok", True),
-    ("booted: the service is active (Type=notify: READY was sent)", "active_after_install", True),
-    ("booted: the sandbox is in force: seccomp filter mode 2", "seccomp_mode", "2"),
-    ("booted: the service is not root (DynamicUser)", "service_uid", lambda v: v not in ("", "0")),
-    ("booted: NoNewPrivs", "no_new_privs", "1"),
-    ("booted: / is read-only for the service (ProtectSystem=strict)", "root_read_only", True),
-    ("booted: rows in /var/lib/fer-edge/emotions.csv", "rows_logged", lambda v: v > 0),
-    ("booted: the web view answers from inside (/api/health ok)", "web_health", "ok"),
-    ("booted: MQTT online and events on a broker on the loopback", "mqtt_online_and_events", True),
-    ("booted: systemctl reload reopens the moved-away log", "reload_reopens_log", True),
-    ("booted: systemctl stop is clean and within TimeoutStopSec (30 s)", "stop_clean", True),
+]
+BOOTED = [                       # (text, key, wanted, checked on arm64 too)
+    ("install.sh installs, enables and starts the unit", "install_ok", True, True),
+    ("the service is active (Type=notify: READY was sent)", "active_after_install", True, True),
+    ("the sandbox is in force: seccomp filter mode 2", "seccomp_mode", "2", False),   # qemu-user applies no filter
+    ("the service is not root (DynamicUser)", "service_uid", lambda v: v not in ("", "0"), True),
+    ("NoNewPrivs", "no_new_privs", "1", True),
+    ("/ is read-only for the service (ProtectSystem=strict)", "root_read_only", True, True),
+    ("rows in /var/lib/fer-edge/emotions.csv", "rows_logged", lambda v: v > 0, True),
+    ("the web view answers from inside (/api/health ok)", "web_health", "ok", True),
+    ("MQTT online and events on a broker on the loopback", "mqtt_online_and_events", True, True),
+    ("systemctl reload reopens the moved-away log", "reload_reopens_log", True, True),
+    ("systemctl stop is clean and within TimeoutStopSec (30 s)", "stop_clean", True, True),
 ]
 
 
-def verdicts(results: dict) -> list[tuple[str, str]]:
-    out = []
-    for text, key, want in CHECKS:
-        if key not in results:
-            out.append((text, "not run"))
-            continue
-        v = results[key]
-        ok = want(v) if callable(want) else v == want
-        if key == "stop_clean":
-            ok = ok and results.get("stop_s", 99) < 30
-        out.append((text, "ok" if ok else f"FAILED ({v!r})"))
+def _verdict(results: dict, key: str, want) -> str:
+    if key not in results:
+        return "not run"
+    v = results[key]
+    ok = want(v) if callable(want) else v == want
+    if key.endswith("stop_clean"):
+        ok = ok and results.get(key.replace("stop_clean", "stop_s"), 99) < 30
+    return "ok" if ok else f"FAILED ({v!r})"
+
+
+def verdicts(results: dict, boot_arm64: bool = False) -> list[tuple[str, str]]:
+    out = [(text, _verdict(results, key, want)) for text, key, want in CHECKS]
+    out += [(f"booted amd64: {text}", _verdict(results, key, want)) for text, key, want, _ in BOOTED]
+    if boot_arm64:
+        out += [(f"booted arm64: {text}", _verdict(results, "arm64boot_" + key, want)) for text, key, want, on in BOOTED if on]
     return out
 
 
-def write_report(results: dict, took: float, command: str) -> Path:
+def write_report(results: dict, took: float, command: str, boot_arm64: bool) -> Path:
     path = ROOT / "docs" / "pi-check.md"
-    rows = "\n".join(f"| {text} | {v} |" for text, v in verdicts(results))
+    rows = "\n".join(f"| {text} | {v} |" for text, v in verdicts(results, boot_arm64))
     timing = ", ".join(f"{k} {v} s" for k, v in results.items() if k.endswith("_s"))
-    extra = {k: v for k, v in results.items() if not k.endswith(("_s", "_log", "journal_tail"))}
+    extra = {k: v for k, v in results.items() if not k.endswith(("_s", "_output", "journal_tail"))}
     path.write_text(f"""# The Pi path, emulated: `make pi-check`
 
 Last run {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} on this machine ({os.cpu_count()} cores), `{command}`,
@@ -406,6 +436,8 @@ device policy), the syscall filter on arm64 (qemu-user does not apply it) and re
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="make pi-check", description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("arm64", "service"), help="run one part")
+    ap.add_argument("--boot-arm64", action="store_true",
+                    help="also boot an arm64 root under qemu and run the service checks there (slow)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("error: pi-check needs root (debootstrap, mounts, systemd-nspawn): sudo make pi-check", file=sys.stderr)
@@ -435,22 +467,24 @@ def main(argv: list[str] | None = None) -> int:
             check_arm64(results)
         if args.only in (None, "service"):
             check_service(results)
+            if args.boot_arm64:
+                check_service(results, "arm64")
     except KeyboardInterrupt as exc:
         print(f"\ninterrupted ({exc}): cleaning up", file=sys.stderr)
         code = 130
     finally:
         undo_all()
     took = time.time() - t0
-    for key in ("arm64_install_log", "arm64_run_log", "install_log", "reload_log"):
-        if key in results:
-            print(f"--- {key}:\n{results[key]}", file=sys.stderr)
-    v = verdicts(results)
+    for key in [k for k in results if k.endswith("_output")]:
+        print(f"--- {key}:\n{results[key]}", file=sys.stderr)
+    v = verdicts(results, args.boot_arm64)
     width = max(len(t) for t, _ in v)
     print("\n== pi-check")
     for text, res in v:
         print(f"  {text:<{width}}  {res}")
     if code == 0:
-        path = write_report(results, took, "sudo make pi-check" + (f" ARGS='--only {args.only}'" if args.only else ""))
+        flags = " ".join(([f"--only {args.only}"] if args.only else []) + (["--boot-arm64"] if args.boot_arm64 else []))
+        path = write_report(results, took, "sudo make pi-check" + (f" ARGS='{flags}'" if flags else ""), args.boot_arm64)
         print(f"wrote {path.relative_to(ROOT)} ({took:.0f} s)")
         code = 0 if all(r in ("ok", "not run") for _, r in v) else 1
     return code
