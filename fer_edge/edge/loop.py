@@ -86,6 +86,9 @@ class StallWatch:
         self.last_frame = self.same_since = time.monotonic()
         self.last_sig: bytes | None = None
 
+    def delivered(self, now: float) -> None:
+        self.last_frame = now
+
     def silent(self, now: float) -> bool:
         return now - self.last_frame > self.stall_s
 
@@ -272,7 +275,7 @@ class Service:
                     code = 1
                     break
                 continue
-            watch.last_frame = now
+            watch.delivered(now)
             t0 = time.perf_counter()
             frame = Frame(image, self.frames, item.grab.label, item.timestamp, still=item.grab.still)
             try:
