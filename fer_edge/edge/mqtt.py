@@ -81,26 +81,26 @@ class FaceEvents:
         for face_id in list(self.faces):
             rec = self.faces[face_id]
             if snap.still or (face_id not in seen and now - rec["seen"] >= END_AFTER_S):
-                events.append({**rec["last"], "type": "end", "end_time": _iso(rec["seen_at"])})
+                events.append(self._end(rec))
                 del self.faces[face_id]
         for face in snap.faces:
             face_id, label = face[0], face[1]
             rec = self.faces.get(face_id)
             if rec is None:
-                payload = self._payload("new", snap, face, snap.time)
                 self.faces[face_id] = rec = {"start": snap.time, "sent": now, "label": label}
-                events.append(payload)
+                events.append(self._payload("new", snap, face, snap.time))
             elif label != rec["label"] or now - rec["sent"] >= self.interval:
-                payload = self._payload("update", snap, face, rec["start"])
                 rec.update(sent=now, label=label)
-                events.append(payload)
-            else:
-                payload = self._payload("update", snap, face, rec["start"])
-            rec.update(last=payload, seen=now, seen_at=snap.time)
+                events.append(self._payload("update", snap, face, rec["start"]))
+            # the face as last seen, for its `end` (the payload is built only then)
+            rec.update(face=face, snap=snap, seen=now, seen_at=snap.time)
         return events
 
+    def _end(self, rec: dict) -> dict:
+        return {**self._payload("end", rec["snap"], rec["face"], rec["start"]), "end_time": _iso(rec["seen_at"])}
+
     def end_all(self) -> list[dict]:
-        events = [{**r["last"], "type": "end", "end_time": _iso(r["seen_at"])} for r in self.faces.values()]
+        events = [self._end(r) for r in self.faces.values()]
         self.faces.clear()
         return events
 
