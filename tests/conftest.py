@@ -34,7 +34,7 @@ TINY_TRAIN = {
 # resolution), so ~3.5% of faces tie or swap at int8 resolution (measured agreement 0.965-0.972)
 # and the accuracy difference wobbles by about a point. A deliberately broken model still scores
 # ~0.03 agreement, far below this gate; the committed model is held to config.yaml's 0.97 / 1.0.
-TINY_CONVERT = {"convert.calibration_size": 140, "convert.eval_max_images": 0,
+TINY_CONVERT = {"convert.calibration_size": 140, "convert.eval_max_images": 0, "convert.mirror": False,
                 "convert.min_agreement": 0.9, "convert.max_top1_drop": 3.0}
 
 
@@ -80,4 +80,14 @@ def tiny_tflite(fer_root, tiny_keras_model, tmp_path_factory) -> Path:
     from fer_edge.convert.pipeline import convert
     tmp = tmp_path_factory.mktemp("tiny_tflite")
     cfg = tiny_config(fer_root, tmp, **{"convert.model": str(tiny_keras_model)})
+    return convert(cfg, log=lambda *_: None).tflite
+
+
+@pytest.fixture(scope="session")
+def mirrored_tflite(fer_root, tiny_keras_model, tmp_path_factory) -> Path:
+    """``tiny_keras_model`` converted with convert.mirror=true: each face averaged with its mirror inside
+    the model, one invoke."""
+    from fer_edge.convert.pipeline import convert
+    tmp = tmp_path_factory.mktemp("mirror")
+    cfg = tiny_config(fer_root, tmp, **{"convert.model": str(tiny_keras_model), "convert.mirror": True})
     return convert(cfg, log=lambda *_: None).tflite

@@ -80,6 +80,16 @@ def test_contract_that_lies_about_quantisation_is_refused(tiny_tflite, tmp_path,
     assert "input quantisation" in capsys.readouterr().err
 
 
+def test_contract_mirror_flag_must_be_a_boolean(tiny_tflite, tmp_path, capsys):
+    raw = json.loads(load_contract(tiny_tflite).path.read_text())
+    assert raw["mirror_average"] is False and not parse_contract(raw, tmp_path / "m.json").mirror_inside
+    del raw["mirror_average"]                          # contracts written before the key: no mirror
+    assert not parse_contract(raw, tmp_path / "m.json").mirror_inside
+    raw["mirror_average"] = "yes"
+    with pytest.raises(ContractError, match="'mirror_average' = 'yes' should be true or false"):
+        parse_contract(raw, tmp_path / "m.json")
+
+
 def test_make_interpreter_errors_name_the_file(tmp_path):
     missing = tmp_path / "missing.tflite"
     with pytest.raises(ModelLoadError, match="not found"):

@@ -201,6 +201,74 @@ def test_auto_model_is_the_newest_finished_run(tmp_path):
     assert newest_finished_run(runs) == want / "model.keras"
 
 
+# ------------------------------------------------------------------ the mirror inside the model
+def _test_faces(fer_root: Path, n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    from fer_edge.train.data import load_split
+    from tests.conftest import tiny_config
+    test = load_split(tiny_config(fer_root, Path("/nonexistent"))["data"], "test")
+    idx = np.random.default_rng(0).permutation(len(test))[:n]
+    return test.x[idx], test.y[idx]
+
+
+def test_mirror_inside_answers_for_a_face_and_its_mirror_in_one_invoke(mirrored_tflite, tiny_tflite,
+                                                                        tiny_keras_model, fer_root):
+    import keras
+
+    from fer_edge.common.classifier import TfliteModel
+    from fer_edge.common.interpreter import make_interpreter
+    from fer_edge.train.metrics import predict_probs
+    c, raw = load_contract(mirrored_tflite), json.loads(mirrored_tflite.with_suffix(".json").read_text())
+    assert c.mirror_inside and raw["mirror_choice"]["mode"] == "true"
+    assert not load_contract(tiny_tflite).mirror_inside
+    # The interface of the plain model: one face in, one row out, full int8.
+    interp = make_interpreter(mirrored_tflite)
+    assert tuple(interp.get_input_details()[0]["shape"]) == (1, 48, 48, 1)
+    assert tuple(interp.get_output_details()[0]["shape"]) == (1, len(LABELS))
+    assert [t["name"] for t in interp.get_tensor_details() if np.dtype(t["dtype"]).kind == "f"] == []
+    assert {"REVERSE_V2", "CONCATENATION", "MEAN"} <= {op["name"] for op in raw["tflite"]["ops"]}
+
+    x, _ = _test_faces(fer_root)
+    model = TfliteModel(mirrored_tflite)
+    for face in x[:50]:
+        # A face and its mirror make the same batch of two: the same int8 answer, to the bit.
+        np.testing.assert_array_equal(model.run(model.quantize(face)),
+                                      model.run(model.quantize(np.ascontiguousarray(face[:, ::-1]))))
+    # The answer is the float model's mean over the face and its mirror, within int8's resolution.
+    keras_model = keras.models.load_model(tiny_keras_model, compile=False)
+    want = (predict_probs(keras_model, x) + predict_probs(keras_model, np.ascontiguousarray(x[:, :, ::-1]))) / 2
+    got = model.probs_batch(x)
+    assert (got.argmax(1) == want.argmax(1)).mean() >= TINY_CONVERT["convert.min_agreement"]
+    assert np.abs(got - want).mean() < 0.01, np.abs(got - want).mean()
+    # It differs from the plain model's single pass (the mirror really is in there).
+    assert not np.array_equal(got.argmax(1), TfliteModel(tiny_tflite).probs_batch(x).argmax(1))
+
+    # Its metrics are single-pass metrics of the mirrored model; no flip TTA on top.
+    m = c.metrics
+    assert "accuracy_flip_tta" not in m["int8"] and 0 < m["int8"]["accuracy"] <= 1
+    assert m["top1_agreement"] >= TINY_CONVERT["convert.min_agreement"]
+
+
+def test_mirror_auto_is_decided_on_the_validation_hold_out(tiny_keras_model, fer_root):
+    import keras
+
+    from fer_edge.convert.mirror import choose
+    from fer_edge.train.data import load_split
+    from fer_edge.train.metrics import predict_probs
+    from tests.conftest import tiny_config
+    model = keras.models.load_model(tiny_keras_model, compile=False)
+    val = load_split(tiny_config(fer_root, Path("/nonexistent"))["data"], "val")
+    got = choose("auto", model, val, predict_probs)
+    plain = predict_probs(model, val.x).argmax(1)
+    both = (predict_probs(model, val.x) + predict_probs(model, np.ascontiguousarray(val.x[:, :, ::-1]))).argmax(1)
+    acc, acc_mirror = float((plain == val.y).mean()), float((both == val.y).mean())
+    assert got.evidence == {"mode": "auto", "val_images": len(val), "val_accuracy": round(acc, 4),
+                            "val_accuracy_mirror": round(acc_mirror, 4)}
+    assert got.inside == (acc_mirror > acc)
+    none = choose("auto", model, None, predict_probs)
+    assert not none.inside and "data.val_fraction" in none.reason
+    assert choose(True, model, None, predict_probs).inside and not choose(False, model, val, predict_probs).inside
+
+
 def test_calibration_indices_are_balanced_and_fill_from_big_classes():
     from fer_edge.convert.calibration import balanced_indices
     idx = balanced_indices(np.repeat(np.arange(7), 500), 140, seed=1)

@@ -126,6 +126,18 @@ def test_the_converters_gate_runs_the_model_as_the_edge_does(tiny_tflite, face_c
     np.testing.assert_array_equal(tflite_predict(tiny_tflite, faces), edge)
 
 
+def test_edge_never_mirrors_on_top_of_a_model_with_the_mirror_inside(mirrored_tflite, face_crops):
+    from fer_edge.edge.classify import EmotionClassifier
+    clf = EmotionClassifier(mirrored_tflite, flip_tta=True)
+    assert clf.mirror_inside and not clf.flip_tta
+    calls = []
+    run = clf.model.run
+    clf.model.run = lambda t: calls.append(1) or run(t)
+    got = clf.classify(face_crops, flip=True)
+    assert len(calls) == len(face_crops)               # one invoke per face
+    np.testing.assert_array_equal(got, clf.classify(face_crops, flip=False))
+
+
 def test_classifier_flip_tta_averages_the_face_and_its_mirror(tiny_tflite, face_crops, pipeline_factory):
     from fer_edge.common.preprocess import preprocess_face
     from fer_edge.edge.classify import EmotionClassifier

@@ -113,6 +113,7 @@ SCHEMA: dict[str, Any] = {
         "max_top1_drop": F((int, float), 1.0, min=0, max=100),
         "min_agreement": F((int, float), 0.97, min=0, max=1),
         "eval_max_images": F(int, 0, min=0),
+        "mirror": F((bool, str), "auto", choices=(True, False, "auto")),
     },
     "edge": {
         "model": F(str, "models/emotion_int8.tflite"),

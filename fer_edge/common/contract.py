@@ -53,6 +53,11 @@ class ModelContract:
     def metrics(self) -> dict:
         return self.raw.get("metrics", {})
 
+    @property
+    def mirror_inside(self) -> bool:
+        """The model averages each face with its mirror image itself (``convert.mirror``)."""
+        return self.raw.get("mirror_average", False) is True
+
 
 def sha256_file(path: str | Path) -> str:
     h = _sha256()
@@ -106,6 +111,9 @@ def parse_contract(raw: dict, path: Path, model_file: Path | None = None) -> Mod
         input=_quant(inp, "input.", path), output=_quant(out, "output.", path),
         sha256=_require(tfl, "sha256", str, "tflite.", path),
         precision=_require(raw, "precision", str, "", path), raw=raw)
+    if not isinstance(raw.get("mirror_average", False), bool):
+        raise ContractError(f"{path}: 'mirror_average' = {raw['mirror_average']!r} should be true or false. "
+                            "Re-create it with `make tflite`.")
     if c.channels != 1 or c.height < 8 or c.width < 8:
         raise ContractError(f"{path}: input {c.height}x{c.width}x{c.channels} is not a grayscale image input")
     return c

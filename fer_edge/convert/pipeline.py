@@ -23,6 +23,7 @@ from fer_edge.common.interpreter import ModelLoadError, make_interpreter, runtim
 from fer_edge.common.labels import LABELS
 from fer_edge.convert import flatbuffer
 from fer_edge.convert.calibration import CalibrationSet, load_calibration
+from fer_edge.convert.mirror import choose as choose_mirror, with_mirror_average
 from fer_edge.convert.errors import ConvertInputError, ParityError
 from fer_edge.convert.quantize import to_tflite
 from fer_edge.convert.source import load_keras_model, resolve_model_path, run_info
@@ -73,6 +74,17 @@ def _test_split(cfg: dict, root: Path):
     return test
 
 
+def _val_split(cfg: dict, root: Path):
+    """The validation hold-out (the ``auto`` mirror choice is made on it), or None when there is none."""
+    from fer_edge.train.data import DataError, load_split
+    try:
+        return load_split(cfg["data"], "val", root)
+    except DataError:
+        return None
+    except OSError as exc:
+        raise ConvertInputError(f"validation data: {exc}. Pass DATA=path/to/fer2013.") from exc
+
+
 def convert(cfg: dict, log=print) -> ConvertResult:
     """Run the whole conversion described by ``cfg['convert']``; returns where the files went.
 
@@ -92,6 +104,12 @@ def convert(cfg: dict, log=print) -> ConvertResult:
         calib = load_calibration(cfg["data"], root, c["calibration_size"])
         log(f"calibration: {len(calib.x)} training faces {calib.per_class}")
     test = _test_split(cfg, root)
+    mirror = choose_mirror(c["mirror"], model, _val_split(cfg, root) if c["mirror"] == "auto" else None, predict_probs)
+    if mirror.inside:
+        model = with_mirror_average(model)
+        log(f"mirror averaging built into the model ({mirror.reason}): one invoke per face")
+    else:
+        log(f"no mirror averaging inside the model ({mirror.reason})")
 
     out_dir = resolve_path(c["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -117,10 +135,13 @@ def convert(cfg: dict, log=print) -> ConvertResult:
                               f"{np.dtype(out['dtype']).name} output instead of int8")
 
         log(f"verifying on {len(test)} test faces (float Keras vs {precision} TFLite) ...")
-        flipped = mirrored(test.x)
-        float_probs, float_flip = predict_probs(model, test.x), predict_probs(model, flipped)
+        # A model with the mirror inside has nothing to gain from flipping outside too.
+        flipped = None if mirror.inside else mirrored(test.x)
+        float_probs = predict_probs(model, test.x)
+        float_flip = None if flipped is None else predict_probs(model, flipped)
         try:
-            tfl_probs, tfl_flip = tflite_predict(tmp, test.x), tflite_predict(tmp, flipped)
+            tfl_probs = tflite_predict(tmp, test.x)
+            tfl_flip = None if flipped is None else tflite_predict(tmp, flipped)
         except (RuntimeError, ValueError) as exc:
             raise ParityError(f"the converted {precision} model fails to run on {runtime_name()}: "
                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}. "
@@ -130,8 +151,9 @@ def convert(cfg: dict, log=print) -> ConvertResult:
         f, q = metrics["float"], metrics[precision]
         log(f"accuracy: float {f['accuracy'] * 100:.2f}%, {precision} {q['accuracy'] * 100:.2f}% "
             f"(drop {metrics['top1_drop_points']:.2f} points); top-1 agreement {metrics['top1_agreement'] * 100:.2f}%")
-        log(f"accuracy with flip TTA: float {f['accuracy_flip_tta'] * 100:.2f}%, "
-            f"{precision} {q['accuracy_flip_tta'] * 100:.2f}% (edge.flip_tta; about 2x the classify time)")
+        if flipped is not None:
+            log(f"accuracy with flip TTA: float {f['accuracy_flip_tta'] * 100:.2f}%, "
+                f"{precision} {q['accuracy_flip_tta'] * 100:.2f}% (edge.flip_tta; about 2x the classify time)")
         problems = gate_failures(metrics, c["max_top1_drop"], c["min_agreement"])
         if problems:
             raise ParityError(f"{model_path} -> {precision} TFLite failed the parity gate: " + "; ".join(problems)
@@ -149,6 +171,8 @@ def convert(cfg: dict, log=print) -> ConvertResult:
                        "ops": flatbuffer.operator_codes(buf),
                        "min_runtime_version": flatbuffer.min_runtime_version(buf)},
             "precision": precision,
+            "mirror_average": mirror.inside,
+            "mirror_choice": {**mirror.evidence, "reason": mirror.reason},
             "source": {**run_info(model_path), "keras_file": display_path(model_path),
                        "keras_sha256": sha256_file(model_path)},
             "calibration": ({"images": len(calib.x), "per_class": calib.per_class, "source": calib.source}

@@ -35,9 +35,14 @@ def run_info(model_path: Path) -> dict:
     info = {"run_dir": display_path(model_path.parent), "arch": None}
     if state.is_file():
         try:
-            info["arch"] = json.loads(state.read_text()).get("arch")
+            st = json.loads(state.read_text())
         except (OSError, json.JSONDecodeError):
-            pass
+            return info
+        info["arch"] = st.get("arch")
+        val = (st.get("data") or {}).get("val")
+        if isinstance(val, list):
+            # 0: a final fit that also trained on the validation hold-out (it cannot judge choices made there).
+            info["val_images"] = int(sum(val))
     return info
 
 

@@ -20,8 +20,10 @@ class EmotionClassifier:
 
     def __init__(self, model_path: str | Path, threads: int = 1, flip_tta: bool = False):
         self.model_path = Path(model_path)
-        self.flip_tta = flip_tta       # also classify the mirrored face and average (about 2x the time)
         self.contract = load_contract(self.model_path)
+        self.mirror_inside = self.contract.mirror_inside   # the model averages with the mirror itself
+        # Also classify the mirrored face and average (about 2x the time); never on top of a model that does.
+        self.flip_tta = flip_tta and not self.mirror_inside
         self.model = TfliteModel(self.model_path, threads=threads, contract=self.contract)
         self.interpreter = self.model.interpreter
         self._size = self.contract.height
@@ -31,9 +33,9 @@ class EmotionClassifier:
         """(N, num_labels) float32 probabilities, one row per crop (each row sums to 1).
 
         With ``flip`` (default: ``flip_tta``) each row is the mean of the face's and its horizontal
-        mirror's probabilities.
+        mirror's probabilities; a model with the mirror inside gives that from one invoke.
         """
-        flip = self.flip_tta if flip is None else flip
+        flip = (self.flip_tta if flip is None else flip) and not self.mirror_inside
         out = np.empty((len(crops), len(self.labels)), np.float32)
         probs = self.model.probs
         for i, crop in enumerate(crops):

@@ -36,6 +36,34 @@ def model_probs(path: Path, x: np.ndarray) -> np.ndarray:
     return predict_probs(to_float32(keras.models.load_model(path, compile=False)), x).astype(np.float32)
 
 
+def saw_validation(path: Path) -> bool | None:
+    """Did the model at ``path`` train on the validation hold-out too (a final fit)? None when unknown.
+    Read from its run's state.json (a .keras in its run folder) or its contract (a converted .tflite)."""
+    import json
+    path = Path(path)
+    try:
+        if path.suffix == ".tflite":
+            source = json.loads(path.with_suffix(".json").read_text()).get("source", {})
+            if "val_images" in source:
+                return source["val_images"] == 0
+            path = Path(source.get("keras_file", ""))
+        val = json.loads((path.parent / "state.json").read_text())["data"]["val"]
+        return sum(val) == 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def validation_warning(path: Path) -> str | None:
+    """A line for a teacher whose validation figures (and a student's) would be biased, else None."""
+    seen = saw_validation(path)
+    if seen:
+        return (f"warning: {path} was trained on the validation hold-out too (a final fit): its validation "
+                "accuracy, and a student's taught by it, read high; make choices with teachers trained without it")
+    if seen is None:
+        return f"note: {path}: cannot tell whether it trained on the validation hold-out (no run folder or contract says)"
+    return None
+
+
 def ensemble_probs(paths: list[Path], x: np.ndarray) -> np.ndarray:
     return np.mean([model_probs(p, x) for p in paths], axis=0).astype(np.float32)
 
@@ -65,6 +93,9 @@ def soft_targets(x: np.ndarray, y: np.ndarray, tcfg: dict, resolve) -> np.ndarra
         if soft.shape[0] == len(x):
             print(f"teachers: soft targets of {len(paths)} model(s) from the cache {cache}")
             return soft
+    for p in paths:
+        if (line := validation_warning(p)) is not None:
+            print(line)
     print(f"teachers: computing the soft targets of {len(paths)} model(s) on {len(x)} faces (once; cached)")
     soft = soften(ensemble_probs(paths, x), float(tcfg["temperature"]))
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no validation split (data.val_fraction is 0): measure with --split test or a val_fraction", file=sys.stderr)
         return 2
     all_probs = []
+    if args.split == "val":
+        for m in args.models:
+            if (line := validation_warning(m)) is not None:
+                print(line)
     for m in args.models:
         p = model_probs(m, split.x)
         all_probs.append(p)

@@ -1,0 +1,52 @@
+"""Mirror averaging built into the converted model (``convert.mirror``).
+
+A face and its horizontal mirror go through the network as one batch of two inside the graph and the
+two probability rows are averaged, so the edge gets the flip-averaged answer from one invoke of a
+model whose input and output are those of the plain one (1x48x48x1 -> 1x7). Whether to build it in is
+decided on the validation hold-out (``auto``): the test split stays for the report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def with_mirror_average(model):
+    """``model`` (faces -> probabilities) wrapped so each face's output is the mean of its own and its
+    mirror image's probabilities; any batch size."""
+    import keras
+    from keras import ops
+
+    inp = keras.Input(model.input_shape[1:], name="face")
+    both = ops.concatenate([inp, ops.flip(inp, axis=2)], axis=0)           # (2N, H, W, C)
+    probs = model(both)                                                     # (2N, labels)
+    out = ops.mean(ops.reshape(probs, (2, -1, probs.shape[-1])), axis=0)    # (N, labels)
+    return keras.Model(inp, out, name=f"{model.name}_mirror_average")
+
+
+@dataclass(frozen=True)
+class MirrorChoice:
+    inside: bool
+    reason: str
+    evidence: dict      # what the choice was made on, for the contract
+
+
+def choose(mode, model, val, predict_probs) -> MirrorChoice:
+    """Build the mirror in? ``mode``: True, False or "auto" (only when it is more accurate on the
+    validation hold-out ``val``, a Split or None when there is none)."""
+    if mode is True:
+        return MirrorChoice(True, "convert.mirror is true", {"mode": "true"})
+    if mode is False:
+        return MirrorChoice(False, "convert.mirror is false", {"mode": "false"})
+    if val is None or len(val) == 0:
+        return MirrorChoice(False, "no validation hold-out to decide on (data.val_fraction is 0)", {"mode": "auto"})
+    plain = predict_probs(model, val.x)
+    flipped = predict_probs(model, np.ascontiguousarray(val.x[:, :, ::-1]))
+    acc = float((plain.argmax(1) == val.y).mean())
+    acc_mirror = float((((plain + flipped) / 2).argmax(1) == val.y).mean())
+    evidence = {"mode": "auto", "val_images": int(len(val)), "val_accuracy": round(acc, 4),
+                "val_accuracy_mirror": round(acc_mirror, 4)}
+    inside = acc_mirror > acc
+    return MirrorChoice(inside, f"validation accuracy {acc * 100:.2f}% alone, {acc_mirror * 100:.2f}% with the "
+                                f"mirror ({len(val)} faces)", evidence)
