@@ -26,7 +26,7 @@ ARGS ?=
 
 opt = $(if $(strip $(2)),$(1) $(2))
 
-.PHONY: help setup setup-edge train average tflite eval run web report test bench pi-check wheel deploy install-service uninstall-service clean
+.PHONY: help setup setup-edge train distill average tflite eval run web report test bench pi-check wheel deploy install-service uninstall-service clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ train: $(VENV)/.dev-installed  ## train on FER-2013 (resumes an interrupted run;
 average: $(VENV)/.dev-installed  ## try the weight average of a finished run's kept epochs: make average RUN=runs/<run> [LAST=N]
 	@test -n "$(RUN)" || { echo "usage: make average RUN=runs/<timestamp>-<arch> [LAST=N]"; exit 2; }
 	$(PY) -m fer_edge.train.finalize $(RUN) $(call opt,--last,$(LAST)) $(ARGS)
+
+distill: $(VENV)/.dev-installed  ## the distillation recipe (teachers, their ensemble, the student, its conversion), resumable: make distill [RECIPE=distill.yaml] [ARGS=--status]
+	$(PY) -m fer_edge.train.distill $(or $(RECIPE),distill.yaml) --config $(CONFIG) $(ARGS)
 
 eval: $(VENV)/.dev-installed  ## evaluate a Keras model: make eval MODEL=runs/<run>/model.keras [DATA=] [SPLIT=test]
 	@test -n "$(MODEL)" || { echo "usage: make eval MODEL=runs/<run>/model.keras [DATA=path] [SPLIT=test|val|train]"; exit 2; }

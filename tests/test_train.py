@@ -311,6 +311,61 @@ def test_a_teacher_that_trained_on_the_validation_faces_is_flagged(tmp_path, tin
     assert "cannot tell" in validation_warning(final / "model.keras")
 
 
+def _distill(recipe: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fer_edge.train.distill", str(recipe)], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=900)
+
+
+def test_distillation_recipe_runs_end_to_end_and_resumes_where_it_stopped(tmp_path, fer_root):
+    """Two tiny teachers, their ensemble on validation, the student on their soft targets, its conversion;
+    run again, nothing is trained or converted twice."""
+    common = {"data.root": str(fer_root), "data.cache_dir": str(ROOT / ".cache" / "fer2013"), "train.epochs": 3,
+              "train.average_last": 0, "teacher.cache_dir": str(tmp_path / "teachers"),
+              "convert.calibration_size": 70, "convert.min_agreement": 0.5, "convert.max_top1_drop": 20}
+    for arg in SMOKE:
+        if "=" in arg:
+            k, v = arg.split("=", 1)
+            common[k] = yaml.safe_load(v)
+    common["train.arch"] = "tiny"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"runs_dir": str(tmp_path / "distill"), "common": common,
+                                      "teachers": {"t-one": {"train.seed": 1}, "t-two": {"train.seed": 2}},
+                                      "student": {"train.seed": 3, "teacher.temperature": 2.0}}))
+    r = _distill(recipe)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "t-one not started, t-two not started, student not started" in r.stdout
+    out = tmp_path / "distill"
+    assert "ensemble of 2 (mean of probabilities)" in (out / "ensemble-val.txt").read_text()
+    (student,) = (out / "student").iterdir()
+    teachers = [next((out / t).iterdir()) / "model.keras" for t in ("t-one", "t-two")]
+    state = json.loads((student / "state.json").read_text())
+    assert state["status"] == "finished" and state["teacher"]["temperature"] == 2.0
+    assert [Path(m).resolve() for m in state["teacher"]["models"]] == [t.resolve() for t in teachers]
+    contract = json.loads((out / "model" / "emotion_int8.json").read_text())
+    assert Path(contract["source"]["keras_file"]).name == "model.keras" and student.name in contract["source"]["run_dir"]
+    assert re.search(r"\| t-one \| .* \| 3 \| [\d.]+% \| [\d.]+ h \|", r.stdout), r.stdout[-2000:]
+    assert "to ship it: cp " in r.stdout
+    r = _distill(recipe)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "t-one finished, t-two finished, student finished" in r.stdout
+    assert "-m fer_edge.train " not in r.stdout and "-m fer_edge.convert" not in r.stdout
+    assert "-m fer_edge.train.teachers" not in r.stdout
+
+
+def test_distillation_recipe_errors_name_the_file_and_key(tmp_path):
+    bad = tmp_path / "recipe.yaml"
+    for text, message in (("teachers: {}\n", "'teachers' must name at least one teacher"),
+                          ("teachers: {a: {train.sed: 1}}\n", "recipe " + str(bad) + ", a: "),
+                          ("teachers: {a: {teacher.temperature: 3}}\n", "only the student has teachers"),
+                          ("teachers: {model: {}}\n", "teacher name 'model'"),
+                          ("teachers: [\n", "not valid YAML")):
+        bad.write_text(text)
+        r = _distill(bad)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (text, r.stderr)
+    r = _distill(tmp_path / "missing.yaml")
+    assert r.returncode == 2 and "missing.yaml" in r.stderr
+
+
 def test_teacher_keys_cannot_change_a_resumed_run(tmp_path):
     from fer_edge.common.config import load_config
     from fer_edge.train.errors import TrainError

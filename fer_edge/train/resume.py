@@ -14,9 +14,11 @@ from fer_edge.train.progress import resume_line
 from fer_edge.train.rundir import CONFIG_FILE, STATE_FILE, trim_history, write_json_atomic
 
 # keys that change how a resumed run goes on, not what it is: patience, progress output, extra exports,
-# where the decoded arrays are cached; and the convert/edge sections, which training does not read
+# where the decoded arrays are cached, where runs are kept (a run folder moved elsewhere); and the
+# convert/edge sections, which training does not read
 RESUME_SAFE = ("train.early_stopping_patience", "train.plateau_patience", "train.verbose",
-               "train.export_seed_format", "train.average_last", "train.tensorboard", "data.cache_dir")
+               "train.export_seed_format", "train.average_last", "train.tensorboard", "data.cache_dir",
+               "train.runs_dir")
 
 
 def _get(cfg: dict, key: str):
