@@ -335,9 +335,11 @@ def test_distillation_recipe_runs_end_to_end_and_resumes_where_it_stopped(tmp_pa
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "t-one not started, t-two not started, student not started" in r.stdout
     out = tmp_path / "distill"
-    assert "ensemble of 2 (mean of probabilities)" in (out / "ensemble-val.txt").read_text()
-    (student,) = (out / "student").iterdir()
-    teachers = [next((out / t).iterdir()) / "model.keras" for t in ("t-one", "t-two")]
+    for split in ("val", "test"):
+        assert "ensemble of 2 (mean of probabilities)" in (out / f"ensemble-{split}.txt").read_text()
+    assert (out / "t-one" / "train.log").is_file() and (out / "model" / "convert.log").is_file()
+    (student,) = (d for d in (out / "student").iterdir() if d.is_dir())
+    teachers = [next(d for d in (out / t).iterdir() if d.is_dir()) / "model.keras" for t in ("t-one", "t-two")]
     state = json.loads((student / "state.json").read_text())
     assert state["status"] == "finished" and state["teacher"]["temperature"] == 2.0
     assert [Path(m).resolve() for m in state["teacher"]["models"]] == [t.resolve() for t in teachers]

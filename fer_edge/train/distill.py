@@ -6,7 +6,8 @@ config.yaml (``common:`` keys apply to every member). In order, each step skippe
 
 1. each teacher trains in ``<runs_dir>/<name>/`` (``python -m fer_edge.train``; an unfinished run there
    resumes);
-2. the teachers and their ensemble are measured on the validation hold-out (``ensemble-val.txt``);
+2. the teachers and their ensemble are measured on the validation hold-out (``ensemble-val.txt``) and,
+   for the report only, on the test split (``ensemble-test.txt``);
 3. the student trains in ``<runs_dir>/student/`` on the ensemble's soft targets (``teacher.models``);
 4. the student is converted into ``<runs_dir>/model/`` (``convert.mirror`` decides on validation).
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from fer_edge.common.config import ROOT, ConfigError, display_path, load_config, resolve_path
+from fer_edge.common.contract import sha256_file
 from fer_edge.train.rundir import STATE_FILE, newest_finished_model, read_state
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
@@ -63,7 +65,7 @@ def load_recipe(path: Path, config: Path | None) -> dict:
     runs_dir = resolve_path(str(raw.get("runs_dir") or "runs/distill"))
     recipe = {"path": path, "config": config, "runs_dir": runs_dir, "members": {}}
     for name, keys in members.items():
-        sets = [*common.items(), *keys.items(), ("train.runs_dir", str(runs_dir / name))]
+        sets = [*common.items(), *keys.items(), ("train.runs_dir", display_path(runs_dir / name))]
         try:
             load_config(config, sets)
         except ConfigError as exc:
@@ -79,11 +81,10 @@ def _set_args(sets: list) -> list[str]:
     return out
 
 
-def _run(cmd: list[str], log: Path | None = None) -> int:
+def _run(cmd: list[str], log: Path, mode: str = "w") -> int:
+    """Run ``cmd`` from the checkout, its output shown and written to ``log``."""
     print("$ " + " ".join(cmd[2:] if cmd[0] == sys.executable else cmd), flush=True)
-    if log is None:
-        return subprocess.call(cmd, cwd=ROOT)
-    with open(log, "w", encoding="utf-8") as fh:
+    with open(log, mode, encoding="utf-8") as fh:
         p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in p.stdout:
             print(line, end="", flush=True)
@@ -108,7 +109,8 @@ def _train(recipe: dict, name: str, extra: list | None = None) -> Path:
         return done
     cmd = [sys.executable, "-m", "fer_edge.train", *(["--config", str(recipe["config"])] if recipe["config"] else []),
            *_set_args(recipe["members"][name] + (extra or []))]
-    code = _run(cmd)
+    member_dir.mkdir(parents=True, exist_ok=True)
+    code = _run(cmd, member_dir / "train.log", "a")        # every sitting appended
     done = newest_finished_model(member_dir)
     if code != 0 or done is None:
         raise SystemExit(code or 1)
@@ -150,27 +152,30 @@ def main(argv: list[str] | None = None) -> int:
     models = {n: _train(recipe, n) for n in teachers}
 
     config = ["--config", str(recipe["config"])] if recipe["config"] else []
-    ensemble = runs_dir / "ensemble-val.txt"
-    if not ensemble.is_file():
-        tmp = ensemble.with_suffix(".txt.tmp")
-        code = _run([sys.executable, "-m", "fer_edge.train.teachers", *map(str, models.values()), "--split", "val", *config,
-                     *_set_args([kv for kv in recipe["members"][teachers[0]] if kv[0].startswith("data.")])], log=tmp)
-        if code != 0:
-            return code
-        tmp.replace(ensemble)
-    print(ensemble.read_text(encoding="utf-8"), end="")
+    data_sets = _set_args([kv for kv in recipe["members"][teachers[0]] if kv[0].startswith("data.")])
+    for split in ("val", "test"):         # the choices on val; test for the report
+        ensemble = runs_dir / f"ensemble-{split}.txt"
+        if not ensemble.is_file():
+            tmp = ensemble.with_suffix(".txt.tmp")
+            code = _run([sys.executable, "-m", "fer_edge.train.teachers", *map(str, models.values()), "--split", split,
+                         *config, *data_sets], tmp)
+            if code != 0:
+                return code
+            tmp.replace(ensemble)
+        print(f"{split}: " + ensemble.read_text(encoding="utf-8").strip().splitlines()[-1], flush=True)
 
     teacher_list = [display_path(m) for m in models.values()]
     models[STUDENT] = _train(recipe, STUDENT, [("teacher.models", teacher_list)])
 
     out = runs_dir / MODEL_DIR
     contract = out / "emotion_int8.json"
-    from fer_edge.common.contract import sha256_file
     if not (contract.is_file() and json.loads(contract.read_text()).get("source", {}).get("keras_sha256")
             == sha256_file(models[STUDENT])):
+        out.mkdir(parents=True, exist_ok=True)
         code = _run([sys.executable, "-m", "fer_edge.convert", *config,
-                     *_set_args([kv for kv in recipe["members"][STUDENT] if kv[0].startswith("data.")]),
-                     "--set", f"convert.model={models[STUDENT]}", "--set", f"convert.output_dir={out}"])
+                     *_set_args([kv for kv in recipe["members"][STUDENT] if kv[0].startswith(("data.", "convert."))]),
+                     "--set", f"convert.model={models[STUDENT]}", "--set", f"convert.output_dir={out}"],
+                    out / "convert.log")
         if code != 0:
             return code
     m = json.loads(contract.read_text())["metrics"]
