@@ -230,7 +230,9 @@ class Service:
         web = f", web {self.web.url}" if self.web is not None else ""
         if self.mqtt is not None:
             web += f", mqtt {self.mqtt.where} as {self.mqtt.device}"
-        _err(f"fer-edge {__version__}: {self.source.name} -> {self.log.path} (model {self.pipeline.classifier.model_path.name}, "
+        clf = self.pipeline.classifier
+        model = clf.model_path.name + (" with the mirror inside" if clf.mirror_inside else "")
+        _err(f"fer-edge {__version__}: {self.source.name} -> {self.log.path} (model {model}, "
              f"detector {detector}, window {'on' if self.display else 'off'}{web})")
         self._start_progress()
         self._failures = 0
