@@ -15,11 +15,7 @@ at start (config, model, cascade, source, log path).
 """
 from __future__ import annotations
 
-import json
-import os
-import sys
 import time
-from collections import deque
 from pathlib import Path
 
 import cv2
@@ -29,12 +25,14 @@ from fer_edge import __version__
 from fer_edge.common.config import resolve_path
 from fer_edge.common.contract import ContractError
 from fer_edge.common.interpreter import ModelLoadError, RuntimeMissingError
+from fer_edge.edge.console import Progress, has_display, say
 from fer_edge.edge.csvlog import CsvLog, CsvLogError
 from fer_edge.edge.detect import DetectorError
 from fer_edge.edge.telemetry import LiveState
 from fer_edge.edge.mqtt import MqttConfigError, MqttReporter
 from fer_edge.edge.notify import Watchdog, notify
 from fer_edge.edge.pipeline import Pipeline
+from fer_edge.edge.runstats import RunRecord, write_stats
 from fer_edge.edge.sources import Capture, FrameSource, SourceError, make_source, open_interruptible
 from fer_edge.edge.signals import Signals
 from fer_edge.edge.types import Frame
@@ -42,35 +40,6 @@ from fer_edge.edge.types import Frame
 WINDOW = "fer-edge"
 STATUS_EVERY_S = 5.0
 RECONNECT_SAY_EVERY_S = 60.0  # a long camera absence: one journal line a minute, not one per attempt
-STAGES_KEPT = 20000          # per-stage timings kept for the --stats-json percentiles
-NO_FACE_NAMED = 5            # photos without a face named in the summary
-
-
-_bar = None                  # the progress bar while one is shown: messages go above it
-
-
-def _err(text: str) -> None:
-    if _bar is not None:
-        _bar.write(text, file=sys.stderr)
-    else:
-        print(text, file=sys.stderr, flush=True)
-
-
-def peak_rss_mb() -> float | None:
-    """This process's peak resident memory (VmHWM; Linux), None elsewhere. Unlike getrusage's
-    ru_maxrss it starts afresh at exec, so it is not the launching process's size."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def has_display() -> bool:
-    """True when a window can be opened (an X11 or Wayland display is set)."""
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 class StallWatch:
@@ -108,8 +77,7 @@ class Service:
         self.cfg, self.e = cfg, cfg["edge"]
         self.pipeline, self.source, self.log = pipeline, source, log
         self.display, self.stats_json, self.quiet = display, stats_json, quiet
-        self.no_face: list[str] = []     # photos without a face (names, for the summary)
-        self.no_face_count = 0
+        self.record = RunRecord()        # stage timings, photos without a face
         history_s = 60 * int(cfg["web"]["history_minutes"]) if cfg["web"]["enabled"] else 0
         self.live = LiveState(pipeline.labels, history_s=history_s)
         self.signals = Signals()
@@ -118,8 +86,7 @@ class Service:
         self.capture: Capture | None = None
         self.web = None
         self.mqtt = None                 # MqttReporter when mqtt.enabled
-        self.stages: dict[str, deque] = {}
-        self.started = time.time()
+        self.progress = Progress(None, quiet=True)
         self.fps = 0.0
         self._dropped_seen = 0
         self._lost_reported = 0
@@ -148,11 +115,11 @@ class Service:
             cap, self.capture = self.capture, None
             self._sync_dropped(cap)
             if not cap.stop(join_s=0.5):
-                _err(f"warning: the read of {self.source.name} is stuck in the driver; abandoning that thread")
+                say(f"warning: the read of {self.source.name} is stuck in the driver; abandoning that thread")
         try:
             self.source.close()
         except Exception as exc:          # closing a dead device may fail; we reopen anyway
-            _err(f"warning: closing {self.source.name}: {exc}")
+            say(f"warning: closing {self.source.name}: {exc}")
 
     def _sync_dropped(self, cap: Capture) -> None:
         new = cap.dropped - self._dropped_seen
@@ -169,7 +136,7 @@ class Service:
         c = self.e["camera"]
         attempts = c["reconnect_attempts"]          # 0: for ever (an unattended logger waits for its camera)
         of = f"/{attempts}" if attempts else ""
-        _err(f"warning: {self.source.name}: {reason}; reconnecting")
+        say(f"warning: {self.source.name}: {reason}; reconnecting")
         notify(f"STATUS=reconnecting {self.source.name}: {reason}")
         self._stop_capture()
         said = 0.0
@@ -186,23 +153,19 @@ class Service:
                 now = time.monotonic()
                 if self._failures <= 3 or now - said >= RECONNECT_SAY_EVERY_S:    # the journal gets a line a minute
                     said = now
-                    _err(f"warning: reopening {self.source.name} failed (attempt {self._failures}{of}): {exc}")
+                    say(f"warning: reopening {self.source.name} failed (attempt {self._failures}{of}): {exc}")
                 notify(f"STATUS=reconnecting {self.source.name}: attempt {self._failures} failed: {exc}")
                 continue
             self.live.count("camera_reconnects")
-            _err(f"note: {self.source.name} reopened (attempt {self._failures}{of})")
+            say(f"note: {self.source.name} reopened (attempt {self._failures}{of})")
             self._start_capture()
             self.watch.reset()
             return True
-        _err(f"error: {self.source.name} could not be reopened after {attempts} attempts; "
+        say(f"error: {self.source.name} could not be reopened after {attempts} attempts; "
              "exiting so that systemd restarts the service")
         return False
 
     # ---- the loop ---------------------------------------------------------------------------
-    def _record(self, timings: dict[str, float]) -> None:
-        for k, v in timings.items():
-            self.stages.setdefault(k, deque(maxlen=STAGES_KEPT)).append(v)
-
     def _show(self, result) -> bool:
         """Draw and show the frame; False when the user closed the window or pressed q/Esc."""
         from fer_edge.edge.overlay import draw
@@ -232,9 +195,12 @@ class Service:
             web += f", mqtt {self.mqtt.where} as {self.mqtt.device}"
         clf = self.pipeline.classifier
         model = clf.model_path.name + (" with the mirror inside" if clf.mirror_inside else "")
-        _err(f"fer-edge {__version__}: {self.source.name} -> {self.log.path} (model {model}, "
+        say(f"fer-edge {__version__}: {self.source.name} -> {self.log.path} (model {model}, "
              f"detector {detector}, window {'on' if self.display else 'off'}{web})")
-        self._start_progress()
+        length = getattr(self.source, "length", None)
+        if length and self.e["max_frames"]:
+            length = min(length, self.e["max_frames"])
+        self.progress = Progress(length, self.quiet)
         self._failures = 0
         watch = self.watch
         watch.reset()
@@ -243,11 +209,11 @@ class Service:
         while not self.signals.stop.is_set():
             if self.signals.reopen.is_set():
                 self.signals.reopen.clear()
-                _err(f"note: SIGHUP: reopening {self.log.path}")
+                say(f"note: SIGHUP: reopening {self.log.path}")
                 try:
                     self.log.reopen()
                 except CsvLogError as exc:          # on_error=exit and the new file cannot be made
-                    _err(f"error: {exc}")
+                    say(f"error: {exc}")
                     code = 1
                     break
             item = self.capture.get(timeout=0.1)
@@ -260,7 +226,7 @@ class Service:
             if item.kind in ("end", "error"):
                 if not self.source.live:
                     if item.kind == "error":
-                        _err(f"error: reading {self.source.name}: {item.message}")
+                        say(f"error: reading {self.source.name}: {item.message}")
                         code = 1
                     break
                 why = "stopped delivering frames" if item.kind == "end" else item.message
@@ -290,14 +256,12 @@ class Service:
             try:
                 self.log.write(result)
             except CsvLogError as exc:
-                _err(f"error: {exc}")
+                say(f"error: {exc}")
                 code = 1
                 break
             t2 = time.perf_counter()
             if frame.still and not result.faces:
-                self.no_face_count += 1
-                if len(self.no_face) < NO_FACE_NAMED:
-                    self.no_face.append(Path(item.grab.label).name)
+                self.record.photo_without_face(item.grab.label)
             dt = (now - prev) if prev is not None else 0.0
             prev = now
             if dt > 0:
@@ -306,13 +270,12 @@ class Service:
             if self.display and not self._show(result):
                 self.signals.stop.set()
             timings["total"] = (time.perf_counter() - t0) * 1e3 + item.read_ms
-            self._record(timings)
+            self.record.timings(timings)
             result = type(result)(result.frame, result.faces, timings)
             self.live.publish(result, self.fps)
             if self.mqtt is not None:
                 self.mqtt.offer(result, self.fps)
-            if _bar is not None:
-                self._progress()
+            self.progress.advance(self.faces)
             self._sync_dropped(self.capture)
             self._sync_csv_counts()
             self.watchdog.progress()
@@ -321,52 +284,17 @@ class Service:
                 break
         return code
 
-    def _start_progress(self) -> None:
-        """A progress bar for sources of known length, on a terminal only (not under systemd, in CI or
-        in a pipe), refreshed at most 4 times a second."""
-        global _bar
-        length = getattr(self.source, "length", None)
-        if length and self.e["max_frames"]:
-            length = min(length, self.e["max_frames"])
-        if self.quiet or not length or not sys.stderr.isatty():
-            return
-        from tqdm import tqdm
-        _bar = tqdm(total=length, unit="frame", mininterval=0.25, dynamic_ncols=True, leave=False,
-                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]{postfix}")
-        self._bar_faces_at = 0.0
-
-    def _progress(self) -> None:
-        _bar.update(1)
-        now = time.monotonic()
-        if now - self._bar_faces_at >= 0.5:          # the postfix redraws the bar: twice a second at most
-            self._bar_faces_at = now
-            _bar.set_postfix_str(f"{self.faces} faces", refresh=False)
-
     def summary(self) -> list[str]:
         """What the run did, for the user at its end."""
-        took = max(time.time() - self.started, 1e-9)
-        skipped = self._corrupt_msgs
-        lines = [f"fer-edge: {self.frames} frames in {took:.1f} s ({self.frames / took:.1f} frames/s)"
-                 + (f", {skipped} unreadable or unusable skipped" if skipped else "")
-                 + f"; {self.faces} faces, {self.log.rows} rows -> {self.log.path}"]
-        shares = self.log.label_counts
-        total = sum(shares.values())
-        if total:
-            lines.append("emotions: " + ", ".join(f"{k} {100.0 * v / total:.1f}%" for k, v in shares.most_common()))
-        if self.no_face_count:
-            more = f" (and {self.no_face_count - len(self.no_face)} more)" if self.no_face_count > len(self.no_face) else ""
-            lines.append(f"no face found in {self.no_face_count} of {self.frames} photos: {', '.join(self.no_face)}{more}")
-        if self.mqtt is not None:
-            lines.append(self.mqtt.summary())
-        return lines
+        return self.record.summary(self.frames, self.faces, self._corrupt_msgs, self.log,
+                                   [self.mqtt.summary()] if self.mqtt is not None else [])
 
     def _corrupt(self, message: str) -> None:
-        if _bar is not None:
-            _bar.update(1)
+        self.progress.advance()
         self.live.count("corrupt_frames")
         n = self._corrupt_msgs
         if n <= 5 or n % 100 == 0:        # say it, but do not flood the journal
-            _err(f"warning: skipped a corrupt frame ({message}); {n} so far")
+            say(f"warning: skipped a corrupt frame ({message}); {n} so far")
 
     def _sync_csv_counts(self) -> None:
         m = self.live.metrics
@@ -377,13 +305,10 @@ class Service:
 
     def shutdown(self, code: int) -> None:
         """Stop everything in order; the CSV is flushed and closed last of the data path."""
-        global _bar
         notify("STOPPING=1")
-        if _bar is not None:
-            _bar.close()
-            _bar = None
+        self.progress.close()
         if self.signals.signame:
-            _err(f"note: {self.signals.signame}: stopping")
+            say(f"note: {self.signals.signame}: stopping")
         self._stop_capture()
         self.log.close()
         self._sync_csv_counts()
@@ -391,43 +316,27 @@ class Service:
             try:
                 self.web.stop()
             except Exception as exc:
-                _err(f"warning: stopping the web server: {exc}")
+                say(f"warning: stopping the web server: {exc}")
         if self.mqtt is not None:
             self.mqtt.stop()
         if self.display:
             cv2.destroyAllWindows()
         if self.log.lost_rows:
-            _err(f"warning: {self.log.lost_rows} CSV rows were lost because {self.log.path} could not be written")
+            say(f"warning: {self.log.lost_rows} CSV rows were lost because {self.log.path} could not be written")
         if self._corrupt_msgs:
-            _err(f"note: {self._corrupt_msgs} reads of {self.source.name} failed or gave unusable frames and were skipped")
+            say(f"note: {self._corrupt_msgs} reads of {self.source.name} failed or gave unusable frames and were skipped")
         if not self.quiet:
             for line in self.summary():
-                _err(line)
+                say(line)
         if self.stats_json is not None:
             self.write_stats(code)
 
     def stats(self, code: int) -> dict:
         """Counters and per-stage p50/p95 ms of this run."""
-        m = self.live.metrics
-        stages = {k: {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)),
-                      "mean": float(np.mean(v)), "n": len(v)} for k, v in self.stages.items() if v}
-        from fer_edge.common.interpreter import runtime_name
-        return {"exit_code": code, "frames": self.frames, "faces": self.faces, "csv_rows": self.log.rows,
-                "csv_lost_rows": self.log.lost_rows, "csv_errors": self.log.errors,
-                "dropped_frames": m.dropped_frames, "corrupt_frames": m.corrupt_frames,
-                "camera_reconnects": m.camera_reconnects, "started_unix": self.started,
-                "mqtt_sent": m.mqtt_sent, "mqtt_dropped": m.mqtt_dropped, "mqtt_reconnects": m.mqtt_reconnects,
-                "first_row_unix": self.log.first_row_time, "ended_unix": time.time(),
-                "runtime": runtime_name(), "tensorflow_imported": "tensorflow" in sys.modules,
-                "peak_rss_mb": peak_rss_mb(),
-                "stages_ms": stages}
+        return self.record.stats(code, self.frames, self.faces, self.log, self.live.metrics)
 
     def write_stats(self, code: int) -> None:
-        try:
-            self.stats_json.parent.mkdir(parents=True, exist_ok=True)
-            self.stats_json.write_text(json.dumps(self.stats(code), indent=2) + "\n")
-        except OSError as exc:
-            _err(f"warning: cannot write stats {self.stats_json}: {exc}")
+        write_stats(self.stats_json, self.stats(code), say)
 
 
 def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | None = None,
@@ -443,7 +352,7 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
     signals.install()        # before the slow start, so a SIGTERM during start-up is still a clean stop
     display = False if headless else (e["display"] == "on" or (e["display"] == "auto" and has_display()))
     if display and not has_display():
-        _err("error: edge.display is 'on' but there is no display (DISPLAY/WAYLAND_DISPLAY unset): "
+        say("error: edge.display is 'on' but there is no display (DISPLAY/WAYLAND_DISPLAY unset): "
              "use --headless or set edge.display to auto")
         return 2
     # The source first: a wrong --source fails in a second, not after the model has loaded.
@@ -453,27 +362,27 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
                                  max_bad_frames=e["max_bad_frames"])
         opened = open_interruptible(source, signals.stop)
     except SourceError as exc:
-        _err(f"error: {exc}")
+        say(f"error: {exc}")
         signals.restore()
         return 2
     if not opened:                   # SIGTERM/SIGINT while the source was still opening
-        _err(f"note: {signals.signame}: stopping before {source.name} opened")
+        say(f"note: {signals.signame}: stopping before {source.name} opened")
         signals.restore()
         return 0
     try:
         pipeline = Pipeline.from_config(cfg)
         log = CsvLog.from_config(resolve_path(e["log"]), pipeline.labels, e["csv"]).open()
     except (ContractError, ModelLoadError, RuntimeMissingError, DetectorError, CsvLogError, ValueError) as exc:
-        _err(f"error: {exc}")
+        say(f"error: {exc}")
         source.close()
         signals.restore()
         return 2
     svc = Service(cfg, pipeline, source, log, display, Path(stats_json) if stats_json else None, quiet=quiet)
     svc.signals = signals
     try:
-        svc.mqtt = MqttReporter.from_config(cfg, pipeline.labels, svc.live.count, _err)
+        svc.mqtt = MqttReporter.from_config(cfg, pipeline.labels, svc.live.count, say)
     except MqttConfigError as exc:
-        _err(f"error: {exc}")
+        say(f"error: {exc}")
         log.close()
         source.close()
         signals.restore()
@@ -486,7 +395,7 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
                 # The analyzer has its own interpreter: TFLite interpreters are not thread-safe.
                 svc.web = web.start_in_thread(cfg, svc.live, Pipeline.from_config(cfg))
             except OSError as exc:
-                _err(f"error: cannot start the web view on {cfg['web']['host']}:{cfg['web']['port']}: {exc}. "
+                say(f"error: cannot start the web view on {cfg['web']['host']}:{cfg['web']['port']}: {exc}. "
                      "Pick another web.port or stop the program using it.")
                 return 2
         if svc.mqtt is not None:

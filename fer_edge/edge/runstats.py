@@ -1,0 +1,84 @@
+"""What one run of the edge did: the summary a user reads at its end and the ``--stats-json`` record
+the benchmarks read (counters, per-stage p50/p95 ms, peak memory)."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+STAGES_KEPT = 20000          # per-stage timings kept for the percentiles
+NO_FACE_NAMED = 5            # photos without a face named in the summary
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (VmHWM; Linux), None elsewhere. Unlike getrusage's
+    ru_maxrss it starts afresh at exec, so it is not the launching process's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class RunRecord:
+    """Timings per stage (the last STAGES_KEPT of each) and the photos in which no face was found."""
+
+    def __init__(self):
+        self.started = time.time()
+        self.stages: dict[str, deque] = {}
+        self.no_face: list[str] = []
+        self.no_face_count = 0
+
+    def timings(self, ms: dict[str, float]) -> None:
+        for k, v in ms.items():
+            self.stages.setdefault(k, deque(maxlen=STAGES_KEPT)).append(v)
+
+    def photo_without_face(self, label: str) -> None:
+        self.no_face_count += 1
+        if len(self.no_face) < NO_FACE_NAMED:
+            self.no_face.append(Path(label).name)
+
+    def summary(self, frames: int, faces: int, skipped: int, log, extra: list[str]) -> list[str]:
+        """The lines a user reads at the end of a run; ``log`` is the CsvLog, ``extra`` more lines (MQTT)."""
+        took = max(time.time() - self.started, 1e-9)
+        lines = [f"fer-edge: {frames} frames in {took:.1f} s ({frames / took:.1f} frames/s)"
+                 + (f", {skipped} unreadable or unusable skipped" if skipped else "")
+                 + f"; {faces} faces, {log.rows} rows -> {log.path}"]
+        shares = log.label_counts
+        total = sum(shares.values())
+        if total:
+            lines.append("emotions: " + ", ".join(f"{k} {100.0 * v / total:.1f}%" for k, v in shares.most_common()))
+        if self.no_face_count:
+            more = f" (and {self.no_face_count - len(self.no_face)} more)" if self.no_face_count > len(self.no_face) else ""
+            lines.append(f"no face found in {self.no_face_count} of {frames} photos: {', '.join(self.no_face)}{more}")
+        return lines + extra
+
+    def stats(self, code: int, frames: int, faces: int, log, metrics) -> dict:
+        """Counters (``metrics``: the telemetry's) and per-stage p50/p95 ms of this run."""
+        from fer_edge.common.interpreter import runtime_name
+        m = metrics
+        stages = {k: {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)),
+                      "mean": float(np.mean(v)), "n": len(v)} for k, v in self.stages.items() if v}
+        return {"exit_code": code, "frames": frames, "faces": faces, "csv_rows": log.rows,
+                "csv_lost_rows": log.lost_rows, "csv_errors": log.errors,
+                "dropped_frames": m.dropped_frames, "corrupt_frames": m.corrupt_frames,
+                "camera_reconnects": m.camera_reconnects, "started_unix": self.started,
+                "mqtt_sent": m.mqtt_sent, "mqtt_dropped": m.mqtt_dropped, "mqtt_reconnects": m.mqtt_reconnects,
+                "first_row_unix": log.first_row_time, "ended_unix": time.time(),
+                "runtime": runtime_name(), "tensorflow_imported": "tensorflow" in sys.modules,
+                "peak_rss_mb": peak_rss_mb(),
+                "stages_ms": stages}
+
+
+def write_stats(path: Path, stats: dict, say) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stats, indent=2) + "\n")
+    except OSError as exc:
+        say(f"warning: cannot write stats {path}: {exc}")
