@@ -6,6 +6,7 @@ webcam clip cap13_edit2.mp4 (a face photo is made from one of them), the real Pi
 from __future__ import annotations
 
 import base64
+import json
 import re
 import socket
 import subprocess
@@ -197,6 +198,11 @@ def test_without_live_loop_the_page_points_to_upload(tiny_tflite, analyzer):
     assert c.get("/api/latest").json()["live"] is False
     h = c.get("/api/health").json()
     assert h["status"] == "ok" and h["live"] is False and h["labels"] == list(analyzer.labels)
+    # which model the device runs: a fleet checks this after an upgrade
+    contract = json.loads(tiny_tflite.with_suffix(".json").read_text())
+    assert h["model"] == {"file": tiny_tflite.name, "sha256": contract["tflite"]["sha256"][:12], "precision": "int8",
+                          "mirror_inside": False, "run": contract["source"]["run_dir"],
+                          "test_accuracy": contract["metrics"]["int8"]["accuracy"]}
 
 
 # ---- with a live loop ---------------------------------------------------------------------------

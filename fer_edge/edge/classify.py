@@ -29,6 +29,14 @@ class EmotionClassifier:
         self._size = self.contract.height
         self.labels: tuple[str, ...] = self.contract.labels
 
+    def info(self) -> dict:
+        """Which model this is, for a fleet to check what each device runs (``/api/health``)."""
+        c = self.contract
+        metrics = c.metrics.get(c.precision, {})
+        return {"file": self.model_path.name, "sha256": c.sha256[:12], "precision": c.precision,
+                "mirror_inside": self.mirror_inside, "run": c.raw.get("source", {}).get("run_dir"),
+                "test_accuracy": metrics.get("accuracy")}
+
     def classify(self, crops: list[np.ndarray], flip: bool | None = None) -> np.ndarray:
         """(N, num_labels) float32 probabilities, one row per crop (each row sums to 1).
 

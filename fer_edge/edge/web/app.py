@@ -10,7 +10,7 @@ import base64
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
@@ -28,10 +28,14 @@ from fer_edge.edge.web.auth import LoopbackHosts, TokenAuth
 from fer_edge.edge.web.stream import BOUNDARY, Broadcaster
 from fer_edge.edge.web.upload import UploadError, decode_image, read_image_field
 
+if TYPE_CHECKING:
+    from fer_edge.edge.classify import EmotionClassifier
+
 
 class Analyzer(Protocol):
     """What uploads need from the edge Pipeline (its own instance: interpreters are not thread-safe)."""
     labels: tuple[str, ...]
+    classifier: EmotionClassifier
 
     def analyze_image(self, image: np.ndarray) -> list[Face]: ...
 
@@ -129,6 +133,8 @@ def create_app(cfg: dict, live: LiveState | None, analyzer: Analyzer | None, loo
     async def api_health(request: Request) -> Response:
         body = {"status": "ok", "live": live is not None, "uptime_s": round(st.uptime(), 1),
                 "model_loaded": analyzer is not None, "labels": list(st.labels)}
+        if analyzer is not None:
+            body["model"] = analyzer.classifier.info()
         if live is not None:
             result, fps, _ = live.snapshot()
             age = (datetime.now(timezone.utc) - result.frame.timestamp).total_seconds() if result else None
