@@ -276,7 +276,7 @@ def test_distillation_from_cached_teachers(tmp_path, fer_root, tiny_keras_model,
     assert soft.max(axis=1).mean() < 0.9                   # softened: the temperature spreads them
     (run,) = (tmp_path / "runs").iterdir()
     state = json.loads((run / "state.json").read_text())
-    assert state["status"] == "finished" and state["teacher"]["temperature"] == 3
+    assert state["status"] == "finished" and state["teacher"]["temperature"] == 3 and state["teacher"]["mirror"] is True
     p = _train(tmp_path, fer_root, "--fresh", "--epochs", "1", *teach)
     out = p.communicate(timeout=600)[0]
     assert p.returncode == 0 and "from the cache" in out and "computing" not in out, out
@@ -287,7 +287,20 @@ def test_distillation_from_cached_teachers(tmp_path, fer_root, tiny_keras_model,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     accs = re.findall(r"accuracy ([\d.]+)%", r.stdout)
-    assert len(accs) == 3 and "ensemble of 2 (mean of probabilities)" in r.stdout, r.stdout
+    assert len(accs) == 6 and "ensemble of 2 (mean of probabilities)" in r.stdout, r.stdout
+    assert r.stdout.count("with the mirror accuracy") == 3
+
+
+def test_mirrored_teachers_answer_the_same_for_a_face_and_its_mirror(tiny_keras_model, tiny_tflite, fer_root):
+    """teacher.mirror: a face's target is the same whether the augmentation mirrors it or not."""
+    from fer_edge.train.data import load_split
+    from fer_edge.train.teachers import model_probs
+    from tests.conftest import tiny_config
+    x = load_split(tiny_config(fer_root, Path("/nonexistent"))["data"], "train").x[:64]
+    flipped = np.ascontiguousarray(x[:, :, ::-1])
+    for teacher in (tiny_keras_model, tiny_tflite):
+        np.testing.assert_allclose(model_probs(teacher, x, mirror=True), model_probs(teacher, flipped, mirror=True), atol=1e-6)
+        assert np.abs(model_probs(teacher, x) - model_probs(teacher, flipped)).max() > 1e-3
 
 
 def test_a_teacher_that_trained_on_the_validation_faces_is_flagged(tmp_path, tiny_keras_model, tiny_tflite):

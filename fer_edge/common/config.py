@@ -102,6 +102,7 @@ SCHEMA: dict[str, Any] = {
         "models": F(list, []),
         "temperature": F((int, float), 2.0, min=0.1, max=20),
         "hard_weight": F((int, float), 0.5, min=0.0, max=1.0),
+        "mirror": F(bool, True),
         "cache_dir": F(str, ".cache/teachers"),
     },
     "convert": {

@@ -196,7 +196,7 @@ def fit(run_dir: Path, cfg: dict, state: dict, data: FerData, resuming: bool, fi
         except FileNotFoundError as exc:
             raise TrainError(str(exc)) from None
         state["teacher"] = {"models": list(cfg["teacher"]["models"]), "temperature": cfg["teacher"]["temperature"],
-                            "hard_weight": cfg["teacher"]["hard_weight"]}
+                            "hard_weight": cfg["teacher"]["hard_weight"], "mirror": cfg["teacher"]["mirror"]}
         print(f"distilling from {len(cfg['teacher']['models'])} teacher(s), temperature {cfg['teacher']['temperature']}, "
               f"hard label weight {cfg['teacher']['hard_weight']}")
     train_ds, val_ds = make_datasets(data, tcfg, stream_seed, soft, cfg["teacher"]["hard_weight"])

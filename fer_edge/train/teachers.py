@@ -1,9 +1,12 @@
 """Teachers for distillation: the mean probabilities of one or more trained models (``.keras`` or the
 converted ``.tflite``), softened by a temperature, as soft targets for a student.
 
-The teachers' outputs on the training faces are computed once and cached in ``teacher.cache_dir``
-under a key made from the faces, the labels, each teacher file's content and the temperature, so a
-distillation run (and every resumed sitting of it) costs no more per epoch than an ordinary one.
+With ``teacher.mirror`` each teacher's answer is the mean over the face and its mirror image: better
+than either alone, and the same for a face and its mirror, as a target for a student that sees faces
+mirrored at random by the augmentation. The teachers' outputs on the training faces are computed once
+and cached in ``teacher.cache_dir`` under a key made from the faces, the labels, each teacher file's
+content, the temperature and the mirror, so a distillation run (and every resumed sitting of it) costs
+no more per epoch than an ordinary one.
 
 ``python -m fer_edge.train.teachers MODEL [MODEL ...] [--split val|test]`` measures each model and
 their ensemble (mean of probabilities) on a split, with the committed protocol: choices on the
@@ -20,20 +23,30 @@ import numpy as np
 
 from fer_edge.common.contract import sha256_file
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
-def model_probs(path: Path, x: np.ndarray) -> np.ndarray:
-    """(N,48,48) uint8 faces -> (N, labels) probabilities from a .keras or a .tflite model."""
+def model_probs(path: Path, x: np.ndarray, mirror: bool = False) -> np.ndarray:
+    """(N,48,48) uint8 faces -> (N, labels) probabilities from a .keras or a .tflite model; with
+    ``mirror``, the mean over each face and its mirror image (a model with the mirror inside already is)."""
     path = Path(path)
     if path.suffix == ".tflite":
         from fer_edge.common.classifier import TfliteModel
-        return TfliteModel(path).probs_batch(x)
-    import keras
+        from fer_edge.common.contract import load_contract
+        model = TfliteModel(path)
+        predict = model.probs_batch
+        mirror = mirror and not load_contract(path, verify_sha256=False).mirror_inside
+    else:
+        import keras
 
-    from fer_edge.train.metrics import predict_probs
-    from fer_edge.train.model import to_float32
-    return predict_probs(to_float32(keras.models.load_model(path, compile=False)), x).astype(np.float32)
+        from fer_edge.train.metrics import predict_probs
+        from fer_edge.train.model import to_float32
+        net = to_float32(keras.models.load_model(path, compile=False))
+        predict = lambda faces: predict_probs(net, faces)      # noqa: E731
+    probs = predict(x).astype(np.float32)
+    if mirror:
+        probs = (probs + predict(np.ascontiguousarray(x[:, :, ::-1])).astype(np.float32)) / 2
+    return probs
 
 
 def saw_validation(path: Path) -> bool | None:
@@ -64,8 +77,8 @@ def validation_warning(path: Path) -> str | None:
     return None
 
 
-def ensemble_probs(paths: list[Path], x: np.ndarray) -> np.ndarray:
-    return np.mean([model_probs(p, x) for p in paths], axis=0).astype(np.float32)
+def ensemble_probs(paths: list[Path], x: np.ndarray, mirror: bool = False) -> np.ndarray:
+    return np.mean([model_probs(p, x, mirror) for p in paths], axis=0).astype(np.float32)
 
 
 def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -82,7 +95,7 @@ def soft_targets(x: np.ndarray, y: np.ndarray, tcfg: dict, resolve) -> np.ndarra
         if not p.is_file():
             raise FileNotFoundError(f"config key 'teacher.models': {p} not found: train the teacher first "
                                     "(make train) or remove it from the list")
-    h = hashlib.sha256(f"teachers-v{CACHE_VERSION}-T{tcfg['temperature']!r}".encode())
+    h = hashlib.sha256(f"teachers-v{CACHE_VERSION}-T{tcfg['temperature']!r}-M{bool(tcfg['mirror'])}".encode())
     h.update(np.ascontiguousarray(x).tobytes())
     h.update(np.ascontiguousarray(y).tobytes())
     for p in paths:
@@ -97,7 +110,7 @@ def soft_targets(x: np.ndarray, y: np.ndarray, tcfg: dict, resolve) -> np.ndarra
         if (line := validation_warning(p)) is not None:
             print(line)
     print(f"teachers: computing the soft targets of {len(paths)} model(s) on {len(x)} faces (once; cached)")
-    soft = soften(ensemble_probs(paths, x), float(tcfg["temperature"]))
+    soft = soften(ensemble_probs(paths, x, bool(tcfg["mirror"])), float(tcfg["temperature"]))
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.name + ".tmp.npy")
     np.save(tmp, soft)
@@ -138,23 +151,24 @@ def main(argv: list[str] | None = None) -> int:
     if len(split) == 0:
         print("error: no validation split (data.val_fraction is 0): measure with --split test or a val_fraction", file=sys.stderr)
         return 2
-    all_probs = []
     if args.split == "val":
         for m in args.models:
             if (line := validation_warning(m)) is not None:
                 print(line)
-    for m in args.models:
-        p = model_probs(m, split.x)
-        all_probs.append(p)
-        r = classification_report(split.y, p.argmax(1))
-        print(f"{m}: accuracy {r['accuracy'] * 100:.2f}%, macro-F1 {r['macro_f1']:.3f}")
-    if len(all_probs) > 1:
-        mean = np.mean(all_probs, axis=0)
-        r = classification_report(split.y, mean.argmax(1))
-        agree = np.mean([(p.argmax(1) == all_probs[0].argmax(1)).mean() for p in all_probs[1:]])
-        print(f"ensemble of {len(all_probs)} (mean of probabilities): accuracy {r['accuracy'] * 100:.2f}%, "
-              f"macro-F1 {r['macro_f1']:.3f} on {args.split} ({len(split)} faces); "
-              f"the others agree with the first on {agree * 100:.1f}%")
+    runs = {m: (model_probs(m, split.x), model_probs(m, split.x, mirror=True)) for m in args.models}
+
+    def line(probs: np.ndarray) -> str:
+        r = classification_report(split.y, probs.argmax(1))
+        return f"accuracy {r['accuracy'] * 100:.2f}%, macro-F1 {r['macro_f1']:.3f}"
+
+    for m, (plain, mirrored) in runs.items():
+        print(f"{m}: {line(plain)}; with the mirror {line(mirrored)}")
+    if len(runs) > 1:
+        plain, mirrored = (np.mean([p[i] for p in runs.values()], axis=0) for i in (0, 1))
+        first = next(iter(runs.values()))[0].argmax(1)
+        agree = np.mean([(p[0].argmax(1) == first).mean() for p in list(runs.values())[1:]])
+        print(f"ensemble of {len(runs)} (mean of probabilities): {line(plain)}; with the mirror {line(mirrored)} "
+              f"on {args.split} ({len(split)} faces); the others agree with the first on {agree * 100:.1f}%")
     return 0
 
 
