@@ -23,8 +23,8 @@ from fer_edge.common.interpreter import ModelLoadError, make_interpreter, runtim
 from fer_edge.common.labels import LABELS
 from fer_edge.convert import flatbuffer
 from fer_edge.convert.calibration import CalibrationSet, load_calibration
-from fer_edge.convert.mirror import choose as choose_mirror, with_mirror_average
 from fer_edge.convert.errors import ConvertInputError, ParityError
+from fer_edge.convert.mirror import choose as choose_mirror, with_mirror_average
 from fer_edge.convert.quantize import to_tflite
 from fer_edge.convert.source import load_keras_model, resolve_model_path, run_info
 from fer_edge.convert.verify import gate_failures, latency_ms, mirrored, parity_metrics, tflite_predict
