@@ -13,6 +13,7 @@ float model is the converter's, from the contract (same faces). kdef-dev: one wh
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -37,7 +38,6 @@ def _git(*args: str) -> bytes:
 
 def _baseline(tmp: Path) -> tuple[Path | None, str]:
     """The model to compare with and where it came from (None when there is none)."""
-    import os
     if os.environ.get("BENCH_BASELINE_MODEL"):
         p = Path(os.environ["BENCH_BASELINE_MODEL"]).resolve()
         return p, f"`{p}` (BENCH_BASELINE_MODEL)"

@@ -162,7 +162,7 @@ class Service:
             self.watch.reset()
             return True
         say(f"error: {self.source.name} could not be reopened after {attempts} attempts; "
-             "exiting so that systemd restarts the service")
+            "exiting so that systemd restarts the service")
         return False
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -196,7 +196,7 @@ class Service:
         clf = self.pipeline.classifier
         model = clf.model_path.name + (" with the mirror inside" if clf.mirror_inside else "")
         say(f"fer-edge {__version__}: {self.source.name} -> {self.log.path} (model {model}, "
-             f"detector {detector}, window {'on' if self.display else 'off'}{web})")
+            f"detector {detector}, window {'on' if self.display else 'off'}{web})")
         length = getattr(self.source, "length", None)
         if length and self.e["max_frames"]:
             length = min(length, self.e["max_frames"])
@@ -353,7 +353,7 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
     display = False if headless else (e["display"] == "on" or (e["display"] == "auto" and has_display()))
     if display and not has_display():
         say("error: edge.display is 'on' but there is no display (DISPLAY/WAYLAND_DISPLAY unset): "
-             "use --headless or set edge.display to auto")
+            "use --headless or set edge.display to auto")
         return 2
     # The source first: a wrong --source fails in a second, not after the model has loaded.
     try:
@@ -396,7 +396,7 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
                 svc.web = web.start_in_thread(cfg, svc.live, Pipeline.from_config(cfg))
             except OSError as exc:
                 say(f"error: cannot start the web view on {cfg['web']['host']}:{cfg['web']['port']}: {exc}. "
-                     "Pick another web.port or stop the program using it.")
+                    "Pick another web.port or stop the program using it.")
                 return 2
         if svc.mqtt is not None:
             svc.mqtt.start()

@@ -117,8 +117,8 @@ def _train(recipe: dict, name: str, extra: list | None = None) -> Path:
     return done
 
 
-def _summary_rows(recipe: dict, models: dict[str, Path]) -> list[str]:
-    rows = ["| member | run | epochs | best validation accuracy | training time |", "|---|---|---|---|---|"]
+def _summary_rows(models: dict[str, Path]) -> list[str]:
+    rows = ["| member | run | epochs | validation accuracy (best epoch) | training time |", "|---|---|---|---|---|"]
     for name, model in models.items():
         s = json.loads((model.parent / STATE_FILE).read_text())
         secs = float(s.get("train_seconds", 0))
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         if code != 0:
             return code
     m = json.loads(contract.read_text())["metrics"]
-    print("\n".join(["", *_summary_rows(recipe, models), "",
+    print("\n".join(["", *_summary_rows(models), "",
                      f"student, converted: {display_path(out / 'emotion_int8.tflite')}: int8 top-1 "
                      f"{100 * m['int8']['accuracy']:.2f}%, macro-F1 {m['int8']['macro_f1']:.3f} on the test split, "
                      f"agreement with its float model {100 * m['top1_agreement']:.2f}%",
