@@ -125,6 +125,35 @@ def test_a_killed_device_goes_offline_within_one_and_a_half_keepalives(broker, m
         lis.close()
 
 
+def test_a_hung_broker_at_exit_still_ends_with_offline_by_the_last_will(broker, media_dir, tmp_path):
+    """The broker stops answering (SIGSTOP) while a device sends at QoS 1: its in-flight window fills and
+    `offline` cannot be confirmed at exit. The device then drops the connection without a clean
+    DISCONNECT, so that the broker's last will marks it offline once it answers again."""
+    import os
+    lis = Listener(broker.port)
+    proc, log = start_edge(tmp_path, media_dir, broker.port, "stuck", "mqtt.qos=1",
+                           "mqtt.update_interval_s=0.2", loop=True)
+    try:
+        lis.wait("fer/stuck/available", "online", timeout=90)
+        lis.wait("fer/stuck/state", timeout=30)
+        os.kill(broker.proc.pid, signal.SIGSTOP)
+        time.sleep(6)                        # > 20 messages at QoS 1 (state every 0.2 s, events): a full in-flight window
+        code, err = finish(proc)
+        assert code == 0, err
+    finally:
+        os.kill(broker.proc.pid, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+        lis.close()
+    late = Listener(broker.port)
+    try:
+        late.wait("fer/stuck/available", "offline", timeout=10)
+        assert late.on("fer/stuck/available")[-1] == "offline"
+    finally:
+        late.close()
+    assert len(read_log(log)[1]) >= 50
+
+
 # ---- the broker goes away and comes back ------------------------------------------------------------
 
 def _rows_between(rows: list[list[str]], t0: datetime, t1: datetime) -> int:

@@ -359,8 +359,13 @@ class MqttReporter:
             deadline = time.monotonic() + STOP_FLUSH_S
             while not info.is_published() and time.monotonic() < deadline and c.loop(timeout=0.05) == 0:
                 pass
-            c.disconnect()
-            c.loop(timeout=0.05)
+            if info.is_published():
+                c.disconnect()
+                c.loop(timeout=0.05)
+            else:                                     # a hung broker or a full in-flight window: no clean
+                sock = c.socket()                     # DISCONNECT, so that the broker's last will says `offline`
+                if sock is not None:
+                    sock.close()
         self.connected = False
 
     def summary(self) -> str:
