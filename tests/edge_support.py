@@ -47,7 +47,7 @@ def edge_env(**extra) -> dict:
 
 
 def edge_cmd(*args: str) -> list[str]:
-    return ["nice", "-n", "10", PY, "-m", "fer_edge.edge", *args]
+    return [PY, "-m", "fer_edge.edge", *args]
 
 
 def run_edge(*args: str, timeout: float = 180, **env) -> subprocess.CompletedProcess:
@@ -141,10 +141,12 @@ class NotifyRecorder:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while True:                     # stops only once the socket is empty: no datagram sent is lost
             try:
                 data = self._sock.recv(4096)
             except socket.timeout:
+                if self._stop.is_set():
+                    return
                 continue
             except OSError:
                 return

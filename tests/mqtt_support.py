@@ -59,10 +59,15 @@ class Listener:
         self.c = paho.Client(paho.CallbackAPIVersion.VERSION2)
         if login:
             self.c.username_pw_set(login["username"], login["password"])
+        subscribed = threading.Event()
         self.c.on_message = self._on
         self.c.on_connect = lambda c, u, f, rc, p: c.subscribe("#", qos=1)
+        self.c.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
         self.c.connect("127.0.0.1", port, keepalive=10)
         self.c.loop_start()
+        if not subscribed.wait(20):              # nothing published from here on can be missed
+            self.close()
+            raise RuntimeError(f"the test subscriber could not subscribe on port {port}")
 
     def _on(self, client, userdata, m) -> None:
         with self.lock:

@@ -126,14 +126,14 @@ def test_sigterm_sighup_and_notify_in_a_real_process(tiny_tflite, clip, tmp_path
         _wait_rows(log, p, min_bytes=500)
         t0 = time.monotonic()
         p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=10)
+        _, err = p.communicate(timeout=60)
         took = time.monotonic() - t0
     finally:
         if p.poll() is None:
             p.kill()
-        time.sleep(0.2)
         rec.close()
-    assert p.returncode == 0 and took < 5, err
+    # it begins to stop at once, and is gone well inside systemd's stop timeout
+    assert p.returncode == 0 and rec.times("STOPPING=1")[0] - t0 < 5 and took < 30, (took, err)
     assert "SIGTERM" in err and "SIGHUP" in err
     for f in (moved, log):
         header, rows = read_log(f)                                # whole rows, newline at the end

@@ -7,6 +7,7 @@ certificate comes from another CA. The CSV log is checked in every case: it is t
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -214,16 +215,16 @@ def test_wrong_password_is_refused_with_the_user_named(media_dir, tmp_path):
         secret = tmp_path / "mqtt-password"
         secret.write_text("wrong-one\n")
         proc, log = start_edge(tmp_path, media_dir, b.port, "locked", "mqtt.username=edge",
-                               f"mqtt.password_file={secret}", frames=60)
+                               f"mqtt.password_file={secret}", frames=1)
         code, err = finish(proc, sig=None)
         assert code == 0, err
         assert "refused the connection as 'edge'" in err and "mqtt.password_file" in err, err
-        assert "wrong-one" not in err and len(read_log(log)[1]) >= 50
+        assert "wrong-one" not in err and len(read_log(log)[1]) >= 1
         # the right password gets in
         secret.write_text("right-one\n")
         lis = Listener(b.port, username="edge", password="right-one")
         proc, _ = start_edge(tmp_path, media_dir, b.port, "unlocked", "mqtt.username=edge",
-                             f"mqtt.password_file={secret}", frames=30)
+                             f"mqtt.password_file={secret}", frames=1)   # shorter than the handshake
         code, err = finish(proc, sig=None)
         assert code == 0 and "refused the connection" not in err, err
         lis.wait("fer/unlocked/available", "online", timeout=10)
@@ -268,7 +269,7 @@ def test_tls_broker_with_a_certificate_from_another_ca_is_refused(media_dir, tmp
                              f"mqtt.tls.ca_file={ca_crt}", frames=60)
         code, err = finish(proc, sig=None)
         assert code == 0 and "certificate was refused" not in err and "messages sent" in err, err
-        assert "0 messages sent" not in err, err
+        assert int(re.search(r"(\d+) messages sent", err)[1]) > 0, err
     finally:
         b.stop()
 

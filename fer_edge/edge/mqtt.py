@@ -341,7 +341,11 @@ class MqttReporter:
                     self._handle(self.queue.get_nowait())
                 except queue.Empty:
                     break
-        # clean exit: the rest of the queue, the ends of the faces, `offline`, disconnect
+        # clean exit: the broker's answer to a connection still in its handshake (a short run), the rest
+        # of the queue, the ends of the faces, `offline`, disconnect
+        deadline = time.monotonic() + STOP_FLUSH_S
+        while socket_open and not self.connected and time.monotonic() < deadline and c.loop(timeout=0.05) == 0:
+            pass
         while True:
             try:
                 self._handle(self.queue.get_nowait())
