@@ -343,9 +343,8 @@ class MqttReporter:
                     break
         # clean exit: the broker's answer to a connection still in its handshake (a short run), the rest
         # of the queue, the ends of the faces, `offline`, disconnect
-        deadline = time.monotonic() + STOP_FLUSH_S
-        while socket_open and not self.connected and time.monotonic() < deadline and c.loop(timeout=0.05) == 0:
-            pass
+        if socket_open:
+            self._pump_until(lambda: self.connected)
         while True:
             try:
                 self._handle(self.queue.get_nowait())
@@ -360,10 +359,7 @@ class MqttReporter:
             info = c.publish(self.topics.available, "offline", qos=1, retain=True)
             self.sent += 1
             self.count("mqtt_sent", 1)
-            deadline = time.monotonic() + STOP_FLUSH_S
-            while not info.is_published() and time.monotonic() < deadline and c.loop(timeout=0.05) == 0:
-                pass
-            if info.is_published():
+            if self._pump_until(info.is_published):
                 c.disconnect()
                 c.loop(timeout=0.05)
             else:                                     # a hung broker or a full in-flight window: no clean
@@ -371,6 +367,13 @@ class MqttReporter:
                 if sock is not None:
                     sock.close()
         self.connected = False
+
+    def _pump_until(self, done: Callable[[], bool]) -> bool:
+        """Run the client's network loop until ``done()``, the connection ends, or STOP_FLUSH_S pass."""
+        deadline = time.monotonic() + STOP_FLUSH_S
+        while not done() and time.monotonic() < deadline and self._c.loop(timeout=0.05) == 0:
+            pass
+        return done()
 
     def summary(self) -> str:
         return f"mqtt {self.where} as {self.device}: {self.sent} messages sent, {self.dropped} dropped, {self.reconnects} reconnects"
