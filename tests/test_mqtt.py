@@ -1,12 +1,14 @@
 """MQTT reporting against a real broker: Debian's mosquitto, started per test on a free loopback port.
 
-Two devices on a real clip, a device killed with SIGKILL (the broker's last will), the broker stopped
+Two devices on a real clip, a device killed with SIGKILL (the broker's last will), a broker that hangs
+as a device stops, the broker stopped
 and restarted under a running edge, wrong credentials, an unreachable broker and a broker whose TLS
 certificate comes from another CA. The CSV log is checked in every case: it is the product.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -130,7 +132,6 @@ def test_a_hung_broker_at_exit_still_ends_with_offline_by_the_last_will(broker, 
     """The broker stops answering (SIGSTOP) while a device sends at QoS 1: its in-flight window fills and
     `offline` cannot be confirmed at exit. The device then drops the connection without a clean
     DISCONNECT, so that the broker's last will marks it offline once it answers again."""
-    import os
     lis = Listener(broker.port)
     proc, log = start_edge(tmp_path, media_dir, broker.port, "stuck", "mqtt.qos=1",
                            "mqtt.update_interval_s=0.2", loop=True)
@@ -224,7 +225,7 @@ def test_wrong_password_is_refused_with_the_user_named(media_dir, tmp_path):
         secret.write_text("right-one\n")
         lis = Listener(b.port, username="edge", password="right-one")
         proc, _ = start_edge(tmp_path, media_dir, b.port, "unlocked", "mqtt.username=edge",
-                             f"mqtt.password_file={secret}", frames=1)   # shorter than the handshake
+                             f"mqtt.password_file={secret}", frames=1)   # a one-frame run still reports
         code, err = finish(proc, sig=None)
         assert code == 0 and "refused the connection" not in err, err
         lis.wait("fer/unlocked/available", "online", timeout=10)
