@@ -1,9 +1,8 @@
 """MQTT reporting against a real broker: Debian's mosquitto, started per test on a free loopback port.
 
 Two devices on a real clip, a device killed with SIGKILL (the broker's last will), a broker that hangs
-as a device stops, the broker stopped
-and restarted under a running edge, wrong credentials, an unreachable broker and a broker whose TLS
-certificate comes from another CA. The CSV log is checked in every case: it is the product.
+as a device stops, the broker stopped and restarted under a running edge, wrong credentials, an
+unreachable broker and a broker whose TLS certificate comes from another CA. The CSV log is checked in every case: it is the product.
 """
 from __future__ import annotations
 
