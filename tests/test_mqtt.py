@@ -127,6 +127,34 @@ def test_a_killed_device_goes_offline_within_one_and_a_half_keepalives(broker, m
         lis.close()
 
 
+def test_frames_wait_for_a_slow_handshake_so_the_first_face_is_new(broker, media_dir, tmp_path):
+    """The broker takes its time to answer the connection (stopped for the first seconds of the run):
+    the frames of those seconds wait in the bounded queue, so the first event of the face is `new`."""
+    lis = Listener(broker.port)
+    os.kill(broker.proc.pid, signal.SIGSTOP)
+    proc, log = start_edge(tmp_path, media_dir, broker.port, "late", loop=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (log.exists() and log.stat().st_size > 3000) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        assert log.exists() and log.stat().st_size > 3000, "no CSV rows"
+    finally:
+        os.kill(broker.proc.pid, signal.SIGCONT)
+    try:
+        lis.wait("fer/late/available", "online", timeout=30)
+        lis.wait("fer/late/events", timeout=30)
+    finally:
+        code, err = finish(proc)
+        lis.close()
+    assert code == 0, err
+    events = [json.loads(p) for p in lis.on("fer/late/events")]
+    first = {}
+    for e in events:
+        first.setdefault(e["face_id"], e["type"])
+    assert set(first.values()) == {"new"}, events[:3]
+
+
 def test_a_hung_broker_at_exit_still_ends_with_offline_by_the_last_will(broker, media_dir, tmp_path):
     """The broker stops answering (SIGSTOP) while a device sends at QoS 1: its in-flight window fills and
     `offline` cannot be confirmed at exit. The device then drops the connection without a clean

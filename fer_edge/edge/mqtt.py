@@ -3,8 +3,9 @@
 The edge loop hands each frame's faces to ``MqttReporter.offer``: a bounded queue that never blocks
 (a full queue drops the frame and counts it). One thread turns frames into messages and runs the
 paho-mqtt client itself: it connects, reconnects with backoff, re-sends the retained messages after
-each connection, and drops (and counts) what cannot be sent while the broker is away. The CSV log
-stays the durable record. Topics and payloads: docs/fleet.md.
+each connection, and drops (and counts) what cannot be sent while the broker is away; while a
+connection is being set up, frames wait in the queue. The CSV log stays the durable record. Topics and
+payloads: docs/fleet.md.
 """
 from __future__ import annotations
 
@@ -331,6 +332,8 @@ class MqttReporter:
                     next_try, backoff = time.monotonic() + backoff, min(backoff * 2, BACKOFF_MAX_S)
                 elif self.connected:
                     backoff = 1.0
+                else:                                 # the broker has not answered yet: frames wait in the
+                    continue                          # (bounded) queue rather than be dropped
             try:
                 snap = self.queue.get(timeout=0.02 if socket_open else 0.1)
             except queue.Empty:
