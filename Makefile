@@ -46,6 +46,10 @@ $(VENV)/.dev-installed: requirements-dev.txt requirements-edge.txt requirements-
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	@touch $@ $(VENV)/.edge-installed
 
+$(VENV)/.report-installed: $(VENV)/.edge-installed requirements-report.txt
+	$(PY) -m pip install -q -r requirements-report.txt
+	@touch $@
+
 setup: $(VENV)/.dev-installed  ## create .venv with everything (train, convert, edge, tests)
 
 setup-edge: $(VENV)/.edge-installed  ## create .venv with the edge runtime only (no TensorFlow)
@@ -78,7 +82,7 @@ run: $(VENV)/.edge-installed  ## run the edge loop headless, logging emotions to
 web: $(VENV)/.edge-installed  ## serve the photo-upload page and API alone on 127.0.0.1:8080
 	$(PY) -m fer_edge.edge.web --config $(CONFIG) $(call opt,--model,$(MODEL)) $(ARGS)
 
-report: $(VENV)/.dev-installed  ## the emotion report of a CSV log: make report LOG=logs/emotions.csv [ARGS="--every 5min --from 2026-11-26T08:00"]
+report: $(VENV)/.report-installed  ## the emotion report of a CSV log: make report LOG=logs/emotions.csv [ARGS="--every 5min --from 2026-11-26T08:00"]
 	@test -n "$(LOG)" || { echo "usage: make report LOG=path/to/emotions.csv [ARGS=\"--every 1h --out DIR\"]"; exit 2; }
 	$(PY) -m fer_edge.edge.report $(LOG) $(ARGS)
 

@@ -99,7 +99,7 @@ def test_missing_and_broken_files(tmp_path):
 
 
 @pytest.mark.parametrize("args, key", [
-    (["--set", "train.epochz=3"], "train.epochz"),
+    (["--set", "train.epochz=3"], "known keys here: arch, augment, average_last"),   # names the typo and the keys
     (["--epochs", "0"], "train.epochs"),
     (["--arch", "nope"], "train.arch"),
 ])

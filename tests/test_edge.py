@@ -420,6 +420,14 @@ def test_cli_bad_sources_exit_2(tiny_tflite, clip, tmp_path):
     assert r.returncode != 1 or "edge.max_bad_frames" in r.stderr
 
 
+def test_a_relative_source_in_config_is_found_from_the_repository_wherever_it_runs(tiny_tflite, clip, tmp_path):
+    rel = os.path.relpath(clip, ROOT)                 # as config.yaml would hold it; --source is made absolute
+    args = ["--headless", "--set", f"edge.source={rel}", "--set", "edge.max_frames=5", "--model", str(tiny_tflite),
+            "--log", str(tmp_path / "x.csv")]
+    r = subprocess.run(edge_cmd(*args), cwd=tmp_path, env=edge_env(), capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0 and "5 frames" in r.stderr, r.stderr
+
+
 def test_cli_http_url_source(tiny_tflite, media_dir, tmp_path):
     """A network source: the real clip served over HTTP by a local server, read through OpenCV."""
     import functools

@@ -297,7 +297,8 @@ def apply_overrides(raw: dict, overrides: Iterable[str | tuple[str, Any]]) -> di
         parts = key.split(".")
         for i, part in enumerate(parts):
             if not isinstance(schema, dict) or part not in schema:
-                raise ConfigError(f"unknown config key '{'.'.join(parts[:i + 1])}' in override {key}={value!r}")
+                known = f"; known keys here: {', '.join(sorted(schema))}" if isinstance(schema, dict) else ""
+                raise ConfigError(f"unknown config key '{'.'.join(parts[:i + 1])}' in override {key}={value!r}{known}")
             schema = schema[part]
             if i == len(parts) - 1:
                 if isinstance(schema, dict):

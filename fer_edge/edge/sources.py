@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
+from fer_edge.common.config import resolve_path
 from fer_edge.edge.imagesize import HEADER_BYTES, check_size
 
 NET_TIMEOUT_MS = 10000          # OpenCV's open and read timeouts for rtsp:// and http:// sources
@@ -336,12 +337,12 @@ def make_source(spec: int | str, cam_cfg: dict, loop: bool = False, max_image_mp
         return OpenCvSource(s, live=True, width=w, height=h, fps=fps)
     if "://" in s:
         return OpenCvSource(s, live=True)
-    p = Path(s)
+    p = resolve_path(s)                  # a relative path in config.yaml: from the repository (--source is absolute)
     if p.is_dir() or (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
         return ImageSource(p, loop=loop, max_image_mp=max_image_mp)
     if p.is_file():
         return OpenCvSource(str(p), live=False, loop=loop, max_bad_frames=max_bad_frames)
-    raise SourceError(f"source {s} not found: pass a camera index (0), /dev/videoN, a video or image file, "
+    raise SourceError(f"source {p} not found: pass a camera index (0), /dev/videoN, a video or image file, "
                       "a folder of images or an rtsp:// / http:// URL (--source or edge.source)")
 
 
