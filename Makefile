@@ -63,7 +63,7 @@ average: $(VENV)/.dev-installed  ## try the weight average of a finished run's k
 	@test -n "$(RUN)" || { echo "usage: make average RUN=runs/<timestamp>-<arch> [LAST=N]"; exit 2; }
 	$(PY) -m fer_edge.train.finalize $(RUN) $(call opt,--last,$(LAST)) $(ARGS)
 
-distill: $(VENV)/.dev-installed  ## the distillation recipe (teachers, their ensemble, the student, its conversion), resumable: make distill [RECIPE=distill.yaml] [ARGS=--status]
+distill: $(VENV)/.dev-installed  ## the distillation recipe (teachers, their ensemble, the student, its final fit, their conversion), resumable: make distill [RECIPE=distill.yaml] [ARGS=--status]
 	$(PY) -m fer_edge.train.distill $(or $(RECIPE),distill.yaml) --config $(CONFIG) $(ARGS)
 
 eval: $(VENV)/.dev-installed  ## evaluate a Keras model: make eval MODEL=runs/<run>/model.keras [DATA=] [SPLIT=test]

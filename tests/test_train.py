@@ -330,8 +330,8 @@ def _distill(recipe: Path) -> subprocess.CompletedProcess:
 
 
 def test_distillation_recipe_runs_end_to_end_and_resumes_where_it_stopped(tmp_path, fer_root):
-    """Two tiny teachers, their ensemble on validation, the student on their soft targets, its conversion;
-    run again, nothing is trained or converted twice."""
+    """Two tiny teachers, their ensemble on validation, the student on their soft targets, its conversion,
+    the final fit with the student's mirror choice; run again, nothing is trained or converted twice."""
     common = {"data.root": str(fer_root), "data.cache_dir": str(ROOT / ".cache" / "fer2013"), "train.epochs": 3,
               "train.average_last": 0, "teacher.cache_dir": str(tmp_path / "teachers"),
               "convert.calibration_size": 70, "convert.min_agreement": 0.5, "convert.max_top1_drop": 20}
@@ -343,10 +343,11 @@ def test_distillation_recipe_runs_end_to_end_and_resumes_where_it_stopped(tmp_pa
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"runs_dir": str(tmp_path / "distill"), "common": common,
                                       "teachers": {"t-one": {"train.seed": 1}, "t-two": {"train.seed": 2}},
-                                      "student": {"train.seed": 3, "teacher.temperature": 2.0}}))
+                                      "student": {"train.seed": 3, "teacher.temperature": 2.0},
+                                      "final": {"data.val_fraction": 0}}))
     r = _distill(recipe)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "t-one not started, t-two not started, student not started" in r.stdout
+    assert "t-one not started, t-two not started, student not started, final not started" in r.stdout
     out = tmp_path / "distill"
     for split in ("val", "test"):
         assert "ensemble of 2 (mean of probabilities)" in (out / f"ensemble-{split}.txt").read_text()
@@ -358,11 +359,20 @@ def test_distillation_recipe_runs_end_to_end_and_resumes_where_it_stopped(tmp_pa
     assert [Path(m).resolve() for m in state["teacher"]["models"]] == [t.resolve() for t in teachers]
     contract = json.loads((out / "model" / "emotion_int8.json").read_text())
     assert Path(contract["source"]["keras_file"]).name == "model.keras" and student.name in contract["source"]["run_dir"]
-    assert re.search(r"\| t-one \| .* \| 3 \| [\d.]+% \| [\d.]+ h \|", r.stdout), r.stdout[-2000:]
-    assert "to ship it: cp " in r.stdout
+    assert re.search(r"\| t-one \| .* \| 3 \| [\d.]+% \(\d\) \| [\d.]+ h \|", r.stdout), r.stdout[-2000:]
+    (final,) = (d for d in (out / "final").iterdir() if d.is_dir())
+    state = json.loads((final / "state.json").read_text())
+    assert state["status"] == "finished" and state["teacher"]["temperature"] == 2.0    # the student's keys, and
+    assert state["data"]["val"] == [0] * 7 and "| final | " in r.stdout               # all the faces train
+    final_contract = json.loads((out / "final-model" / "emotion_int8.json").read_text())
+    assert final.name in final_contract["source"]["run_dir"]
+    # no hold-out to choose the mirror on: the student's choice, made on validation, is passed on
+    assert contract["mirror_choice"]["mode"] == "auto" and final_contract["mirror_choice"]["mode"] != "auto"
+    assert final_contract["mirror_average"] == contract["mirror_average"]
+    assert f"to ship it: cp {out / 'final-model'}/emotion_int8.* models/" in r.stdout, r.stdout[-2000:]
     r = _distill(recipe)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "t-one finished, t-two finished, student finished" in r.stdout
+    assert "t-one finished, t-two finished, student finished, final finished" in r.stdout
     assert "-m fer_edge.train " not in r.stdout and "-m fer_edge.convert" not in r.stdout
     assert "-m fer_edge.train.teachers" not in r.stdout
 
@@ -373,6 +383,8 @@ def test_distillation_recipe_errors_name_the_file_and_key(tmp_path):
                           ("teachers: {a: {train.sed: 1}}\n", "recipe " + str(bad) + ", a: "),
                           ("teachers: {a: {teacher.temperature: 3}}\n", "only the student has teachers"),
                           ("teachers: {model: {}}\n", "teacher name 'model'"),
+                          ("teachers: {final: {}}\n", "teacher name 'final'"),
+                          ("teachers: {a: {}}\nfinal: [1]\n", "'final' must map config keys"),
                           ("teachers: [\n", "not valid YAML")):
         bad.write_text(text)
         r = _distill(bad)

@@ -9,7 +9,10 @@ config.yaml (``common:`` keys apply to every member). In order, each step skippe
 2. the teachers and their ensemble are measured on the validation hold-out (``ensemble-val.txt``) and,
    for the report only, on the test split (``ensemble-test.txt``);
 3. the student trains in ``<runs_dir>/student/`` on the ensemble's soft targets (``teacher.models``);
-4. the student is converted into ``<runs_dir>/model/`` (``convert.mirror`` decides on validation).
+4. the student is converted into ``<runs_dir>/model/`` (``convert.mirror`` decides on validation);
+5. with a ``final:`` section (the final fit, e.g. ``data.val_fraction: 0``): the same student once more
+   with those keys on top, in ``<runs_dir>/final/``, converted into ``<runs_dir>/final-model/`` with the
+   mirror choice the student made on validation.
 
 Each step is its own process, so an interruption anywhere loses at most the epoch in progress. The
 summary gives each member's validation accuracy and training time, for the model card.
@@ -29,7 +32,8 @@ from fer_edge.common.contract import sha256_file
 from fer_edge.train.rundir import STATE_FILE, newest_finished_model, read_state
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
-STUDENT, MODEL_DIR = "student", "model"
+STUDENT, MODEL_DIR, FINAL, FINAL_MODEL_DIR = "student", "model", "final", "final-model"
+RESERVED = (STUDENT, MODEL_DIR, FINAL, FINAL_MODEL_DIR)
 
 
 class RecipeError(ValueError):
@@ -45,27 +49,30 @@ def load_recipe(path: Path, config: Path | None) -> dict:
         raise RecipeError(f"recipe {where}: {exc.strerror or exc}; pass a recipe file (see distill.yaml)") from None
     except yaml.YAMLError as exc:
         raise RecipeError(f"recipe {where}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict) or set(raw) - {"runs_dir", "common", "teachers", "student"}:
-        raise RecipeError(f"recipe {where}: expected the keys runs_dir, common, teachers, student")
+    if not isinstance(raw, dict) or set(raw) - {"runs_dir", "common", "teachers", "student", FINAL}:
+        raise RecipeError(f"recipe {where}: expected the keys runs_dir, common, teachers, student, final")
     teachers = raw.get("teachers")
     if not isinstance(teachers, dict) or not teachers:
         raise RecipeError(f"recipe {where}: 'teachers' must name at least one teacher")
     members = {**teachers, STUDENT: raw.get("student") or {}}
+    if raw.get(FINAL) is not None:
+        members[FINAL] = raw[FINAL]
     for name, keys in members.items():
-        if not isinstance(name, str) or not NAME.match(name) or (name in (STUDENT, MODEL_DIR) and name in teachers):
+        if not isinstance(name, str) or not NAME.match(name) or (name in RESERVED and name in teachers):
             raise RecipeError(f"recipe {where}: teacher name {name!r}: use lower-case letters, digits and '-' "
-                              f"(and not '{STUDENT}' or '{MODEL_DIR}')")
+                              f"(and none of {', '.join(RESERVED)})")
         if not isinstance(keys, dict):
             raise RecipeError(f"recipe {where}: '{name}' must map config keys to values, e.g. train.seed: 2028")
-        if name != STUDENT and any(k.startswith("teacher.") for k in keys):
+        if name in teachers and any(k.startswith("teacher.") for k in keys):
             raise RecipeError(f"recipe {where}: teacher '{name}' sets teacher.* keys; only the student has teachers")
     common = raw.get("common") or {}
     if not isinstance(common, dict):
         raise RecipeError(f"recipe {where}: 'common' must map config keys to values")
     runs_dir = resolve_path(str(raw.get("runs_dir") or "runs/distill"))
-    recipe = {"path": path, "config": config, "runs_dir": runs_dir, "members": {}}
+    recipe = {"path": path, "config": config, "runs_dir": runs_dir, "members": {}, "final_keys": members.get(FINAL, {})}
     for name, keys in members.items():
-        sets = [*common.items(), *keys.items(), ("train.runs_dir", display_path(runs_dir / name))]
+        own = {**members[STUDENT], **keys} if name == FINAL else keys      # the final fit is the student, and more
+        sets = [*common.items(), *own.items(), ("train.runs_dir", display_path(runs_dir / name))]
         try:
             load_config(config, sets)
         except ConfigError as exc:
@@ -122,8 +129,9 @@ def _summary_rows(models: dict[str, Path]) -> list[str]:
     for name, model in models.items():
         s = json.loads((model.parent / STATE_FILE).read_text())
         secs = float(s.get("train_seconds", 0))
-        rows.append(f"| {name} | `{display_path(model.parent)}` | {s.get('epoch')} | "
-                    f"{100 * float(s.get('best_val_accuracy', float('nan'))):.2f}% | {secs / 3600:.1f} h |")
+        val = s.get("best_val_accuracy")
+        val = f"{100 * float(val):.2f}% ({s.get('best_epoch')})" if val is not None else "none (a final fit)"
+        rows.append(f"| {name} | `{display_path(model.parent)}` | {s.get('epoch')} | {val} | {secs / 3600:.1f} h |")
     return rows
 
 
@@ -143,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     runs_dir = recipe["runs_dir"]
-    teachers = [n for n in recipe["members"] if n != STUDENT]
+    teachers = [n for n in recipe["members"] if n not in (STUDENT, FINAL)]
+    students = [n for n in (STUDENT, FINAL) if n in recipe["members"]]
     print(f"distillation recipe {display_path(args.recipe)} in {display_path(runs_dir)}: "
-          + ", ".join(f"{n} {_status(runs_dir / n)}" for n in [*teachers, STUDENT]), flush=True)
+          + ", ".join(f"{n} {_status(runs_dir / n)}" for n in [*teachers, *students]), flush=True)
     if args.status:
         return 0
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -164,28 +173,39 @@ def main(argv: list[str] | None = None) -> int:
             tmp.replace(ensemble)
         print(f"{split}: " + ensemble.read_text(encoding="utf-8").strip().splitlines()[-1], flush=True)
 
-    teacher_list = [display_path(m) for m in models.values()]
-    models[STUDENT] = _train(recipe, STUDENT, [("teacher.models", teacher_list)])
-
-    out = runs_dir / MODEL_DIR
-    contract = out / "emotion_int8.json"
-    if not (contract.is_file() and json.loads(contract.read_text()).get("source", {}).get("keras_sha256")
-            == sha256_file(models[STUDENT])):
-        out.mkdir(parents=True, exist_ok=True)
-        code = _run([sys.executable, "-m", "fer_edge.convert", *config,
-                     *_set_args([kv for kv in recipe["members"][STUDENT] if kv[0].startswith(("data.", "convert."))]),
-                     "--set", f"convert.model={models[STUDENT]}", "--set", f"convert.output_dir={out}"],
-                    out / "convert.log")
-        if code != 0:
-            return code
-    m = json.loads(contract.read_text())["metrics"]
-    print("\n".join(["", *_summary_rows(models), "",
-                     f"student, converted: {display_path(out / 'emotion_int8.tflite')}: int8 top-1 "
+    teacher_list = [("teacher.models", [display_path(m) for m in models.values()])]
+    models[STUDENT] = _train(recipe, STUDENT, teacher_list)
+    converted = {STUDENT: _convert(recipe, STUDENT, models[STUDENT], runs_dir / MODEL_DIR, config)}
+    if FINAL in students:
+        models[FINAL] = _train(recipe, FINAL, teacher_list)
+        # The final fit has no hold-out to choose on: it takes the student's choice unless it sets its own.
+        mirror = [] if "convert.mirror" in recipe["final_keys"] \
+            else [("convert.mirror", bool(converted[STUDENT]["mirror_average"]))]
+        converted[FINAL] = _convert(recipe, FINAL, models[FINAL], runs_dir / FINAL_MODEL_DIR, config, mirror)
+    lines = ["", *_summary_rows(models), ""]
+    for name, contract in converted.items():
+        m = contract["metrics"]
+        lines.append(f"{name}, converted: {display_path(Path(contract['_dir']) / 'emotion_int8.tflite')}: int8 top-1 "
                      f"{100 * m['int8']['accuracy']:.2f}%, macro-F1 {m['int8']['macro_f1']:.3f} on the test split, "
-                     f"agreement with its float model {100 * m['top1_agreement']:.2f}%",
-                     f"to ship it: cp {display_path(out)}/emotion_int8.* models/"]))
+                     f"agreement with its float model {100 * m['top1_agreement']:.2f}%, mirror inside: "
+                     f"{'yes' if contract['mirror_average'] else 'no'}")
+    lines.append(f"to ship it: cp {display_path(Path(converted[students[-1]]['_dir']))}/emotion_int8.* models/")
+    print("\n".join(lines))
     return 0
 
+
+def _convert(recipe: dict, name: str, model: Path, out: Path, config: list, extra: list | None = None) -> dict:
+    """Convert one member's model.keras into ``out`` unless that was done for this very file; its contract."""
+    contract = out / "emotion_int8.json"
+    if not (contract.is_file() and json.loads(contract.read_text()).get("source", {}).get("keras_sha256")
+            == sha256_file(model)):
+        out.mkdir(parents=True, exist_ok=True)
+        sets = [kv for kv in recipe["members"][name] if kv[0].startswith(("data.", "convert."))] + (extra or [])
+        code = _run([sys.executable, "-m", "fer_edge.convert", *config, *_set_args(sets),
+                     "--set", f"convert.model={model}", "--set", f"convert.output_dir={out}"], out / "convert.log")
+        if code != 0:
+            raise SystemExit(code)
+    return {**json.loads(contract.read_text()), "_dir": str(out)}
 
 if __name__ == "__main__":
     sys.exit(main())
