@@ -175,21 +175,22 @@ def main(argv: list[str] | None = None) -> int:
 
     teacher_list = [("teacher.models", [display_path(m) for m in models.values()])]
     models[STUDENT] = _train(recipe, STUDENT, teacher_list)
-    converted = {STUDENT: _convert(recipe, STUDENT, models[STUDENT], runs_dir / MODEL_DIR, config)}
+    outs = {STUDENT: runs_dir / MODEL_DIR, FINAL: runs_dir / FINAL_MODEL_DIR}
+    contracts = {STUDENT: _convert(recipe, STUDENT, models[STUDENT], outs[STUDENT], config)}
     if FINAL in students:
         models[FINAL] = _train(recipe, FINAL, teacher_list)
         # The final fit has no hold-out to choose on: it takes the student's choice unless it sets its own.
-        mirror = [] if "convert.mirror" in recipe["final_keys"] \
-            else [("convert.mirror", bool(converted[STUDENT]["mirror_average"]))]
-        converted[FINAL] = _convert(recipe, FINAL, models[FINAL], runs_dir / FINAL_MODEL_DIR, config, mirror)
+        chosen = [("convert.mirror", contracts[STUDENT]["mirror_average"])]
+        contracts[FINAL] = _convert(recipe, FINAL, models[FINAL], outs[FINAL], config,
+                                    [] if "convert.mirror" in recipe["final_keys"] else chosen)
     lines = ["", *_summary_rows(models), ""]
-    for name, contract in converted.items():
+    for name, contract in contracts.items():
         m = contract["metrics"]
-        lines.append(f"{name}, converted: {display_path(Path(contract['_dir']) / 'emotion_int8.tflite')}: int8 top-1 "
+        lines.append(f"{name}, converted: {display_path(outs[name] / 'emotion_int8.tflite')}: int8 top-1 "
                      f"{100 * m['int8']['accuracy']:.2f}%, macro-F1 {m['int8']['macro_f1']:.3f} on the test split, "
                      f"agreement with its float model {100 * m['top1_agreement']:.2f}%, mirror inside: "
                      f"{'yes' if contract['mirror_average'] else 'no'}")
-    lines.append(f"to ship it: cp {display_path(Path(converted[students[-1]]['_dir']))}/emotion_int8.* models/")
+    lines.append(f"to ship it: cp {display_path(outs[students[-1]])}/emotion_int8.* models/")
     print("\n".join(lines))
     return 0
 
@@ -205,7 +206,8 @@ def _convert(recipe: dict, name: str, model: Path, out: Path, config: list, extr
                      "--set", f"convert.model={model}", "--set", f"convert.output_dir={out}"], out / "convert.log")
         if code != 0:
             raise SystemExit(code)
-    return {**json.loads(contract.read_text()), "_dir": str(out)}
+    return json.loads(contract.read_text())
+
 
 if __name__ == "__main__":
     sys.exit(main())
