@@ -53,14 +53,26 @@ def far_copy(src: Path, dst: Path, rng: np.random.Generator) -> None:
     cv2.imwrite(str(dst), frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
 
 
-def score(log: Path, names: list[str]) -> dict[str, dict[str, float]]:
-    """Per pose (and 'all'): % of photos with a face, % right (largest face), % right of those found."""
+def _largest_faces(log: Path) -> dict[str, tuple[int, str]]:
+    """Photo name -> (area, emotion) of the largest face the edge logged in it."""
     best: dict[str, tuple[int, str]] = {}
     with open(log, newline="") as fh:
         for r in csv.DictReader(fh):
             name, area = Path(r["source"]).name, int(r["w"]) * int(r["h"])
             if area > best.get(name, (-1, ""))[0]:
                 best[name] = (area, r["emotion"])
+    return best
+
+
+def right_photos(log: Path, names: list[str]) -> set[str]:
+    """The photos whose largest face got the photo's label (for comparing two runs photo by photo)."""
+    best = _largest_faces(log)
+    return {n for n in names if n in best and best[n][1] == CODE[n[4:6]]}
+
+
+def score(log: Path, names: list[str]) -> dict[str, dict[str, float]]:
+    """Per pose (and 'all'): % of photos with a face, % right (largest face), % right of those found."""
+    best = _largest_faces(log)
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for n in names:
         for key in (pose_of(n), "all"):

@@ -269,6 +269,44 @@ def test_mirror_auto_is_decided_on_the_validation_hold_out(tiny_keras_model, fer
     assert choose(True, model, None, predict_probs).inside and not choose(False, model, val, predict_probs).inside
 
 
+
+def test_a_final_fit_takes_the_mirror_choice_of_a_converted_model(mirrored_tflite, tiny_tflite, tiny_keras_model,
+                                                                   fer_root, tmp_path):
+    """convert.mirror set to a converted model: its choice, and the contract says whose it was."""
+    from fer_edge.common.config import display_path
+    from fer_edge.convert.mirror import inherited
+    from fer_edge.convert.pipeline import convert
+    from tests.conftest import tiny_config
+    cfg = tiny_config(fer_root, tmp_path, **{"convert.model": str(tiny_keras_model),
+                                             "convert.mirror": str(mirrored_tflite)})
+    out = convert(cfg, log=lambda *_: None).tflite
+    c, raw = load_contract(out), json.loads(out.with_suffix(".json").read_text())
+    donor = json.loads(mirrored_tflite.with_suffix(".json").read_text())
+    assert c.mirror_inside
+    assert {"REVERSE_V2", "CONCATENATION", "MEAN"} <= {op["name"] for op in raw["tflite"]["ops"]}
+    choice = raw["mirror_choice"]
+    assert choice["mode"] == "inherited" and choice["from"] == display_path(mirrored_tflite)
+    assert choice["from_sha256"] == donor["tflite"]["sha256"] and choice["from_choice"] == {"mode": "true"}
+    assert choice["reason"] == f"the choice of {display_path(mirrored_tflite)} (convert.mirror is true)"
+    # A plain model's choice is no mirror.
+    plain = inherited(tiny_tflite)
+    assert not plain.inside and plain.evidence["from_choice"] == {"mode": "false"}
+
+
+def test_a_mirror_choice_from_a_missing_or_unknown_source_is_rejected(tiny_keras_model, fer_root, tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "emotion_int8.tflite"
+    rc = _convert("--model", str(tiny_keras_model), *_cli_args(fer_root, tmp_path / "out"),
+                  "--set", f"convert.mirror={missing}")
+    err = capsys.readouterr().err
+    assert rc == 2 and "convert.mirror" in err and str(missing) in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    with pytest.raises(SystemExit) as exit_:
+        _convert("--set", "convert.mirror=sometimes")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "convert.mirror" in err and "'sometimes'" in err and ".tflite" in err
+
+
 def test_calibration_indices_are_balanced_and_fill_from_big_classes():
     from fer_edge.convert.calibration import balanced_indices
     idx = balanced_indices(np.repeat(np.arange(7), 500), 140, seed=1)

@@ -367,8 +367,12 @@ def test_distillation_recipe_runs_end_to_end_and_resumes_where_it_stopped(tmp_pa
     final_contract = json.loads((out / "final-model" / "emotion_int8.json").read_text())
     assert final.name in final_contract["source"]["run_dir"]
     # no hold-out to choose the mirror on: the student's choice, made on validation, is passed on
-    assert contract["mirror_choice"]["mode"] == "auto" and final_contract["mirror_choice"]["mode"] != "auto"
-    assert final_contract["mirror_average"] == contract["mirror_average"]
+    assert contract["mirror_choice"]["mode"] == "auto" and final_contract["mirror_average"] == contract["mirror_average"]
+    inherited = final_contract["mirror_choice"]
+    assert inherited["mode"] == "inherited" and inherited["from"] == str(out / "model" / "emotion_int8.tflite")
+    assert inherited["from_sha256"] == contract["tflite"]["sha256"]
+    assert inherited["from_choice"] == {k: v for k, v in contract["mirror_choice"].items() if k != "reason"}
+    assert contract["mirror_choice"]["reason"] in inherited["reason"]
     assert f"to ship it: cp {out / 'final-model'}/emotion_int8.* models/" in r.stdout, r.stdout[-2000:]
     r = _distill(recipe)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -114,7 +114,7 @@ SCHEMA: dict[str, Any] = {
         "max_top1_drop": F((int, float), 1.0, min=0, max=100),
         "min_agreement": F((int, float), 0.97, min=0, max=1),
         "eval_max_images": F(int, 0, min=0),
-        "mirror": F((bool, str), "auto", choices=(True, False, "auto")),
+        "mirror": F((bool, str), "auto"),
     },
     "edge": {
         "model": F(str, "models/emotion_int8.tflite"),
@@ -365,6 +365,10 @@ def check_combinations(cfg: dict) -> dict:
         raise ConfigError(f"config key 'teacher.models': {t!r}: give a list of .keras or .tflite paths")
     if any(not x.endswith((".keras", ".tflite")) for x in t):
         raise ConfigError(f"config key 'teacher.models': {t!r}: each teacher is a .keras or a .tflite file")
+    mirror = cfg["convert"]["mirror"]
+    if isinstance(mirror, str) and mirror != "auto" and not mirror.endswith(".tflite"):
+        raise ConfigError(f"config key 'convert.mirror': {mirror!r}: give true, false, auto (decide on the validation "
+                          "hold-out) or a converted model's .tflite path (take the choice recorded in its contract)")
     m = cfg["mqtt"]
     if m["device"] and not TOPIC_WORD.fullmatch(m["device"]):
         raise ConfigError(f"config key 'mqtt.device': {m['device']!r} cannot be a topic level: use 1-64 letters, "

@@ -3,7 +3,9 @@
 A face and its horizontal mirror go through the network as one batch of two inside the graph and the
 two probability rows are averaged, so the edge gets the flip-averaged answer from one invoke of a
 model whose input and output are those of the plain one (1x48x48x1 -> 1x7). Whether to build it in is
-decided on the validation hold-out (``auto``): the test split stays for the report.
+decided on the validation hold-out (``auto``): the test split stays for the report. A model trained without
+a hold-out (a final fit) takes the choice another converted model made on one (``convert.mirror`` set to
+that model's .tflite): its contract records whose choice it was and the evidence it was made on.
 """
 from __future__ import annotations
 
@@ -30,6 +32,21 @@ class MirrorChoice:
     inside: bool
     reason: str
     evidence: dict      # what the choice was made on, for the contract
+
+
+def inherited(model_path) -> MirrorChoice:
+    """The choice recorded in the contract of the converted model ``model_path`` (a .tflite with its
+    contract beside it). Raises ContractError when that model or its contract is missing or damaged."""
+    from fer_edge.common.config import display_path
+    from fer_edge.common.contract import load_contract
+
+    c = load_contract(model_path)
+    made = c.raw.get("mirror_choice") or {}
+    made_on = made.get("reason", "its contract does not say why")
+    where = display_path(model_path)
+    return MirrorChoice(c.mirror_inside, f"the choice of {where} ({made_on})",
+                        {"mode": "inherited", "from": where, "from_sha256": c.sha256,
+                         "from_choice": {k: v for k, v in made.items() if k != "reason"}})
 
 
 def choose(mode, model, val, predict_probs) -> MirrorChoice:

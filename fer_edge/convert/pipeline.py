@@ -18,13 +18,13 @@ import numpy as np
 
 from fer_edge.common.classifier import check_model
 from fer_edge.common.config import display_path, resolve_path
-from fer_edge.common.contract import sha256_file, stage_contract
+from fer_edge.common.contract import ContractError, sha256_file, stage_contract
 from fer_edge.common.interpreter import ModelLoadError, make_interpreter, runtime_name, runtime_version
 from fer_edge.common.labels import LABELS
 from fer_edge.convert import flatbuffer
 from fer_edge.convert.calibration import CalibrationSet, load_calibration
 from fer_edge.convert.errors import ConvertInputError, ParityError
-from fer_edge.convert.mirror import choose as choose_mirror, with_mirror_average
+from fer_edge.convert.mirror import choose as choose_mirror, inherited as inherited_mirror, with_mirror_average
 from fer_edge.convert.quantize import to_tflite
 from fer_edge.convert.source import load_keras_model, resolve_model_path, run_info
 from fer_edge.convert.verify import gate_failures, latency_ms, mirrored, parity_metrics, tflite_predict
@@ -94,6 +94,12 @@ def convert(cfg: dict, log=print) -> ConvertResult:
 
     c = cfg["convert"]
     precision = c["precision"]
+    inherited = None
+    if isinstance(c["mirror"], str) and c["mirror"] != "auto":
+        try:
+            inherited = inherited_mirror(resolve_path(c["mirror"]))
+        except ContractError as exc:
+            raise ConvertInputError(f"convert.mirror: {exc}") from exc
     model_path = resolve_model_path(c["model"], resolve_path(cfg["train"]["runs_dir"]))
     log(f"model: {model_path}")
     model = load_keras_model(model_path)
@@ -104,7 +110,8 @@ def convert(cfg: dict, log=print) -> ConvertResult:
         calib = load_calibration(cfg["data"], root, c["calibration_size"])
         log(f"calibration: {len(calib.x)} training faces {calib.per_class}")
     test = _test_split(cfg, root)
-    mirror = choose_mirror(c["mirror"], model, _val_split(cfg, root) if c["mirror"] == "auto" else None, predict_probs)
+    mirror = inherited or choose_mirror(c["mirror"], model, _val_split(cfg, root) if c["mirror"] == "auto" else None,
+                                        predict_probs)
     if mirror.inside:
         model = with_mirror_average(model)
         log(f"mirror averaging built into the model ({mirror.reason}): one invoke per face")

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if FINAL in students:
         models[FINAL] = _train(recipe, FINAL, teacher_list)
         # The final fit has no hold-out to choose on: it takes the student's choice unless it sets its own.
-        chosen = [("convert.mirror", contracts[STUDENT]["mirror_average"])]
+        chosen = [("convert.mirror", str(outs[STUDENT] / "emotion_int8.tflite"))]
         contracts[FINAL] = _convert(recipe, FINAL, models[FINAL], outs[FINAL], config,
                                     [] if "convert.mirror" in recipe["final_keys"] else chosen)
     lines = ["", *_summary_rows(models), ""]
