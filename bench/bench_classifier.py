@@ -13,7 +13,8 @@ float model is the converter's, from the contract (same faces). kdef-dev: one wh
 ``python -m fer_edge.edge`` run over the 1,426 photos per model and detector backend, default config
 (photos are mirror-averaged either way: by the model, or by ``edge.flip_tta: auto``). The two models
 are compared photo by photo too: the photos only one of them gets right, and the exact McNemar test on
-those (the chance of a split at least that uneven if both models were equally good).
+those (the chance of a split at least that uneven if both models were equally good); and per expression,
+with each model's most frequent wrong answer.
 """
 from __future__ import annotations
 
@@ -98,7 +99,7 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
 
 
 def _kdef(paths: dict[str, Path], tmp: Path) -> dict[tuple[str, str], dict]:
-    from bench.bench_detect import KDEF, right_photos, score
+    from bench.bench_detect import KDEF, per_class, right_photos, score
     from bench.bench_edge import _edge
     files = sorted(KDEF.glob("*/*.JPG"))
     folder = tmp / "kdef"
@@ -109,8 +110,9 @@ def _kdef(paths: dict[str, Path], tmp: Path) -> dict[tuple[str, str], dict]:
     for backend in ("haar", "blazeface"):
         for k, p in paths.items():
             e = _edge(folder, p, tmp, f"edge.detector.backend={backend}", tag=f"-{k}-{backend}")
-            out[(k, backend)] = {**score(e["log"], [f.name for f in files]),
-                                 "right": right_photos(e["log"], [f.name for f in files])}
+            names = [f.name for f in files]
+            out[(k, backend)] = {**score(e["log"], names), "right": right_photos(e["log"], names),
+                                 "classes": per_class(e["log"], names)}
     return out
 
 
@@ -126,6 +128,24 @@ def _paired(kdef: dict) -> list[str]:
                      f"exact McNemar p = {mcnemar_p(gain, loss):.2f}")
     return ["", "kdef-dev photo by photo (a p-value well below 0.05 means the difference is more than chance):",
             *lines] if lines else []
+
+
+def _classes(kdef: dict) -> list[str]:
+    """kdef-dev right % per expression, per model and detector backend, with the most frequent wrong answer."""
+    cols = [key for key in kdef if "classes" in kdef[key]]
+    if not cols:
+        return []
+    rows = ["", "kdef-dev per expression: right % (the most frequent wrong answer, in photos)", "",
+            "| expression | " + " | ".join(f"{k}, {backend}" for k, backend in cols) + " |",
+            "|---|" + "---|" * len(cols)]
+    for label in kdef[cols[0]]["classes"]:
+        cells = []
+        for key in cols:
+            c = kdef[key]["classes"][label]
+            wrong = f" ({c['wrong_as'][0]} {c['wrong_as'][1]})" if c["wrong_as"] else ""
+            cells.append(f"{100 * c['right'] / c['n']:.1f}{wrong}" if c["n"] else "no photos")
+        rows.append(f"| {label} ({kdef[cols[0]]['classes'][label]['n']}) | " + " | ".join(cells) + " |")
+    return rows
 
 
 def _ok(good: bool) -> str:
@@ -179,4 +199,4 @@ def run() -> str:
         f"before with one thread (the 0.6 ms budget set when a plain model took 0.28 ms; {LATENCY_ROUNDS} alternated "
         f"rounds of {LATENCY_RUNS} invokes). kdef-dev: largest face of each photo "
         "against its label, all poses (straight / half-left / half-right); a photo without a face counts as wrong.",
-        "", *rows, *_paired(kdef)]) + "\n"
+        "", *rows, *_paired(kdef), *_classes(kdef)]) + "\n"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import cv2
@@ -68,6 +68,19 @@ def right_photos(log: Path, names: list[str]) -> set[str]:
     """The photos whose largest face got the photo's label (for comparing two runs photo by photo)."""
     best = _largest_faces(log)
     return {n for n in names if n in best and best[n][1] == CODE[n[4:6]]}
+
+
+def per_class(log: Path, names: list[str]) -> dict[str, dict]:
+    """Per label: how many photos, how many right, and the most frequent wrong answer ("no face" when the
+    largest-face rule found none) with its count."""
+    best = _largest_faces(log)
+    out: dict[str, dict] = {}
+    for label in sorted(set(CODE.values())):
+        mine = [n for n in names if CODE[n[4:6]] == label]
+        said = Counter(best[n][1] if n in best else "no face" for n in mine)
+        wrong = [(k, v) for k, v in said.most_common() if k != label]
+        out[label] = {"n": len(mine), "right": said[label], "wrong_as": wrong[0] if wrong else None}
+    return out
 
 
 def score(log: Path, names: list[str]) -> dict[str, dict[str, float]]:

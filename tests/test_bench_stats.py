@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from bench.bench_classifier import mcnemar_p
-from bench.bench_detect import right_photos
+from bench.bench_detect import per_class, right_photos
 
 
 @pytest.mark.parametrize("only_a,only_b,want", [
@@ -30,3 +30,9 @@ def test_a_photo_is_right_when_its_largest_face_has_its_label(tmp_path):
         w.writerows(rows)
     names = ["AF01HAS.JPG", "AF01SAS.JPG", "AM02ANHL.JPG", "AM02NES.JPG"]     # the last: no face found
     assert right_photos(log, names) == {"AF01HAS.JPG", "AM02ANHL.JPG"}
+    classes = per_class(log, names)
+    assert classes["happy"] == {"n": 1, "right": 1, "wrong_as": None}
+    assert classes["sad"] == {"n": 1, "right": 0, "wrong_as": ("happy", 1)}
+    assert classes["neutral"] == {"n": 1, "right": 0, "wrong_as": ("no face", 1)}
+    assert classes["fear"]["n"] == 0 and sorted(classes) == sorted(["angry", "disgust", "fear", "happy", "neutral",
+                                                                     "sad", "surprise"])
