@@ -316,3 +316,17 @@ def test_calibration_indices_are_balanced_and_fill_from_big_classes():
     counts = np.bincount(y[idx], minlength=7)
     assert counts[1] == 10 and counts.sum() == 700 and counts.max() - counts[[0, 2, 3, 4, 5, 6]].min() <= 1
     assert len(np.unique(idx)) == idx.size
+
+
+def test_the_contract_names_the_calibration_faces(tiny_tflite, fer_root):
+    """Two conversions calibrated on other faces (e.g. a final fit's split) differ in their contracts."""
+    from fer_edge.convert.calibration import load_calibration
+    from tests.conftest import tiny_config
+    data = tiny_config(fer_root, Path("/nonexistent"))["data"]
+    cal = json.loads(tiny_tflite.with_suffix(".json").read_text())["calibration"]
+    again = load_calibration(data, fer_root, cal["images"])
+    assert cal["faces_sha256"] == again.sha256 and cal["source"] == again.source
+    assert "the 0.1 validation hold-out excluded" in cal["source"] and f"data.seed {data['seed']}" in cal["source"]
+    everything = load_calibration({**data, "val_fraction": 0.0}, fer_root, cal["images"])
+    assert everything.sha256 != again.sha256 and "data.val_fraction is 0" in everything.source
+    assert everything.per_class == again.per_class      # same counts: only the hash tells them apart

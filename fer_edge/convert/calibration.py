@@ -6,6 +6,7 @@ as raw float32 pixels 0..255 because the model rescales internally.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,11 @@ class CalibrationSet:
     x: np.ndarray            # (N, 48, 48) uint8
     per_class: dict          # label -> count
     source: str
+
+    @property
+    def sha256(self) -> str:
+        """Names exactly which faces calibrated a model: two conversions with equal hashes saw the same."""
+        return hashlib.sha256(np.ascontiguousarray(self.x).tobytes()).hexdigest()
 
 
 def balanced_indices(y: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -58,8 +64,10 @@ def load_calibration(data_cfg: dict, root: Path, size: int) -> CalibrationSet:
                                 "FER-2013 copy with train/<class>/ images.")
     idx = balanced_indices(split.y, size, data_cfg["seed"])
     counts = np.bincount(split.y[idx], minlength=len(LABELS))
+    held_out = (f"the {data_cfg['val_fraction']:g} validation hold-out excluded" if data_cfg["val_fraction"] > 0
+                else "all of it: data.val_fraction is 0")
     return CalibrationSet(split.x[idx], {name: int(n) for name, n in zip(LABELS, counts)},
-                          f"{display_path(root)} train split (validation hold-out excluded)")
+                          f"{display_path(root)} train split ({held_out}), data.seed {data_cfg['seed']}")
 
 
 def representative_dataset(x: np.ndarray):

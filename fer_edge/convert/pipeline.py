@@ -182,7 +182,8 @@ def convert(cfg: dict, log=print) -> ConvertResult:
             "mirror_choice": {**mirror.evidence, "reason": mirror.reason},
             "source": {**run_info(model_path), "keras_file": display_path(model_path),
                        "keras_sha256": sha256_file(model_path)},
-            "calibration": ({"images": len(calib.x), "per_class": calib.per_class, "source": calib.source}
+            "calibration": ({"images": len(calib.x), "per_class": calib.per_class, "source": calib.source,
+                             "faces_sha256": calib.sha256}
                             if calib else None),
             "metrics": {**metrics, "test_source": f"{display_path(root)} test split (data.test_subset={cfg['data']['test_subset']})"},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
