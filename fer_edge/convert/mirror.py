@@ -49,13 +49,18 @@ def inherited(model_path) -> MirrorChoice:
                          "from_choice": {k: v for k, v in made.items() if k != "reason"}})
 
 
-def choose(mode, model, val, predict_probs) -> MirrorChoice:
+def choose(mode, model, val, predict_probs, final_fit: bool = False) -> MirrorChoice:
     """Build the mirror in? ``mode``: True, False or "auto" (only when it is more accurate on the
-    validation hold-out ``val``, a Split or None when there is none)."""
+    validation hold-out ``val``, a Split or None when there is none). ``final_fit``: the model trained on
+    that hold-out too, so its accuracy there cannot decide anything."""
     if mode is True:
         return MirrorChoice(True, "convert.mirror is true", {"mode": "true"})
     if mode is False:
         return MirrorChoice(False, "convert.mirror is false", {"mode": "false"})
+    if final_fit:
+        return MirrorChoice(False, "the model trained on the validation hold-out too (a final fit), so that cannot "
+                                   "decide; set convert.mirror to true, false or the .tflite of a model converted "
+                                   "with a hold-out to take its choice", {"mode": "auto", "final_fit": True})
     if val is None or len(val) == 0:
         return MirrorChoice(False, "no validation hold-out to decide on (data.val_fraction is 0)", {"mode": "auto"})
     plain = predict_probs(model, val.x)

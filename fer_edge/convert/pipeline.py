@@ -110,8 +110,9 @@ def convert(cfg: dict, log=print) -> ConvertResult:
         calib = load_calibration(cfg["data"], root, c["calibration_size"])
         log(f"calibration: {len(calib.x)} training faces {calib.per_class}")
     test = _test_split(cfg, root)
-    mirror = inherited or choose_mirror(c["mirror"], model, _val_split(cfg, root) if c["mirror"] == "auto" else None,
-                                        predict_probs)
+    final_fit = run_info(model_path).get("val_images") == 0
+    val = _val_split(cfg, root) if c["mirror"] == "auto" and not final_fit else None
+    mirror = inherited or choose_mirror(c["mirror"], model, val, predict_probs, final_fit=final_fit)
     if mirror.inside:
         model = with_mirror_average(model)
         log(f"mirror averaging built into the model ({mirror.reason}): one invoke per face")
