@@ -62,6 +62,18 @@ def tiny_config(fer_root: Path, tmp: Path, **extra) -> dict:
     return load_config(ROOT / "config.yaml", list(overrides.items()))
 
 
+def as_final_fit(keras_model: Path, folder: Path) -> Path:
+    """A copy of ``keras_model`` in ``folder`` whose run says it trained on the validation hold-out too
+    (a final fit, data.val_fraction 0); the path of its model.keras."""
+    import json
+    import shutil
+    folder.mkdir(parents=True)
+    shutil.copy(keras_model, folder / "model.keras")
+    state = json.loads((keras_model.parent / "state.json").read_text())
+    state["data"]["val"] = [0] * 7
+    (folder / "state.json").write_text(json.dumps(state))
+    return folder / "model.keras"
+
 @pytest.fixture(scope="session")
 def tiny_keras_model(fer_root, tmp_path_factory) -> Path:
     """Path to model.keras of a tiny model (arch 'tiny') really trained for 8 epochs on 945 real

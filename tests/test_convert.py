@@ -296,17 +296,10 @@ def test_a_final_fit_takes_the_mirror_choice_of_a_converted_model(mirrored_tflit
 
 def test_auto_does_not_decide_the_mirror_on_faces_a_final_fit_trained_on(tiny_keras_model, fer_root, tmp_path):
     """A final fit (val_fraction 0) saw the hold-out: auto leaves the mirror out and says how to choose."""
-    import shutil
-
     from fer_edge.convert.pipeline import convert
-    from tests.conftest import tiny_config
-    final = tmp_path / "final-fit"
-    final.mkdir()
-    shutil.copy(tiny_keras_model, final / "model.keras")
-    state = json.loads((tiny_keras_model.parent / "state.json").read_text())
-    state["data"]["val"] = [0] * 7
-    (final / "state.json").write_text(json.dumps(state))
-    cfg = tiny_config(fer_root, tmp_path / "out", **{"convert.model": str(final / "model.keras"), "convert.mirror": "auto"})
+    from tests.conftest import as_final_fit, tiny_config
+    final = as_final_fit(tiny_keras_model, tmp_path / "final-fit")
+    cfg = tiny_config(fer_root, tmp_path / "out", **{"convert.model": str(final), "convert.mirror": "auto"})
     lines = []
     raw = json.loads(convert(cfg, log=lines.append).tflite.with_suffix(".json").read_text())
     assert raw["mirror_average"] is False and raw["source"]["val_images"] == 0

@@ -305,18 +305,12 @@ def test_mirrored_teachers_answer_the_same_for_a_face_and_its_mirror(tiny_keras_
 
 def test_a_teacher_that_trained_on_the_validation_faces_is_flagged(tmp_path, tiny_keras_model, tiny_tflite):
     """A final fit (val_fraction 0) saw the hold-out: its validation figures would read high."""
-    import shutil
-
     from fer_edge.train.teachers import saw_validation, validation_warning
+    from tests.conftest import as_final_fit
     assert saw_validation(tiny_keras_model) is False and validation_warning(tiny_keras_model) is None
     assert json.loads(tiny_tflite.with_suffix(".json").read_text())["source"]["val_images"] > 0
     assert saw_validation(tiny_tflite) is False
-    final = tmp_path / "final-fit"
-    final.mkdir()
-    shutil.copy(tiny_keras_model, final / "model.keras")
-    state = json.loads((tiny_keras_model.parent / "state.json").read_text())
-    state["data"]["val"] = [0] * 7
-    (final / "state.json").write_text(json.dumps(state))
+    final = as_final_fit(tiny_keras_model, tmp_path / "final-fit").parent
     assert saw_validation(final / "model.keras") is True
     assert "trained on the validation hold-out too" in validation_warning(final / "model.keras")
     (final / "state.json").unlink()
