@@ -58,9 +58,9 @@ def choose(mode, model, val, predict_probs, final_fit: bool = False) -> MirrorCh
     if mode is False:
         return MirrorChoice(False, "convert.mirror is false", {"mode": "false"})
     if final_fit:
-        return MirrorChoice(False, "the model trained on the validation hold-out too (a final fit), so that cannot "
-                                   "decide; set convert.mirror to true, false or the .tflite of a model converted "
-                                   "with a hold-out to take its choice", {"mode": "auto", "final_fit": True})
+        return MirrorChoice(False, "the model trained on the validation hold-out too (a final fit), so its accuracy "
+                                   "there cannot decide; set convert.mirror to true, false or the .tflite of a model "
+                                   "converted with a hold-out to take its choice", {"mode": "auto", "final_fit": True})
     if val is None or len(val) == 0:
         return MirrorChoice(False, "no validation hold-out to decide on (data.val_fraction is 0)", {"mode": "auto"})
     plain = predict_probs(model, val.x)

@@ -110,7 +110,8 @@ def convert(cfg: dict, log=print) -> ConvertResult:
         calib = load_calibration(cfg["data"], root, c["calibration_size"])
         log(f"calibration: {len(calib.x)} training faces {calib.per_class}")
     test = _test_split(cfg, root)
-    final_fit = run_info(model_path).get("val_images") == 0
+    source = run_info(model_path)
+    final_fit = source.get("val_images") == 0           # it trained on the validation hold-out too
     val = _val_split(cfg, root) if c["mirror"] == "auto" and not final_fit else None
     mirror = inherited or choose_mirror(c["mirror"], model, val, predict_probs, final_fit=final_fit)
     if mirror.inside:
@@ -181,7 +182,7 @@ def convert(cfg: dict, log=print) -> ConvertResult:
             "precision": precision,
             "mirror_average": mirror.inside,
             "mirror_choice": {**mirror.evidence, "reason": mirror.reason},
-            "source": {**run_info(model_path), "keras_file": display_path(model_path),
+            "source": {**source, "keras_file": display_path(model_path),
                        "keras_sha256": sha256_file(model_path)},
             "calibration": ({"images": len(calib.x), "per_class": calib.per_class, "source": calib.source,
                              "faces_sha256": calib.sha256}
