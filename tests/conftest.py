@@ -74,6 +74,7 @@ def as_final_fit(keras_model: Path, folder: Path) -> Path:
     (folder / "state.json").write_text(json.dumps(state))
     return folder / "model.keras"
 
+
 @pytest.fixture(scope="session")
 def tiny_keras_model(fer_root, tmp_path_factory) -> Path:
     """Path to model.keras of a tiny model (arch 'tiny') really trained for 8 epochs on 945 real

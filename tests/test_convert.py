@@ -269,7 +269,6 @@ def test_mirror_auto_is_decided_on_the_validation_hold_out(tiny_keras_model, fer
     assert choose(True, model, None, predict_probs).inside and not choose(False, model, val, predict_probs).inside
 
 
-
 def test_a_final_fit_takes_the_mirror_choice_of_a_converted_model(mirrored_tflite, tiny_tflite, tiny_keras_model,
                                                                    fer_root, tmp_path):
     """convert.mirror set to a converted model: its choice, and the contract says whose it was."""
@@ -293,7 +292,6 @@ def test_a_final_fit_takes_the_mirror_choice_of_a_converted_model(mirrored_tflit
     assert not plain.inside and plain.evidence["from_choice"] == {"mode": "false"}
 
 
-
 def test_auto_does_not_decide_the_mirror_on_faces_a_final_fit_trained_on(tiny_keras_model, fer_root, tmp_path):
     """A final fit (val_fraction 0) saw the hold-out: auto leaves the mirror out and says how to choose."""
     from fer_edge.convert.pipeline import convert
@@ -306,6 +304,7 @@ def test_auto_does_not_decide_the_mirror_on_faces_a_final_fit_trained_on(tiny_ke
     assert raw["mirror_choice"]["mode"] == "auto" and raw["mirror_choice"]["final_fit"] is True
     assert "a final fit" in raw["mirror_choice"]["reason"] and ".tflite" in raw["mirror_choice"]["reason"]
     assert any("no mirror averaging inside the model (the model trained on the validation hold-out" in x for x in lines)
+
 
 def test_a_mirror_choice_from_a_missing_or_unknown_source_is_rejected(tiny_keras_model, fer_root, tmp_path, capsys):
     missing = tmp_path / "nowhere" / "emotion_int8.tflite"

@@ -3,9 +3,10 @@
 A face and its horizontal mirror go through the network as one batch of two inside the graph and the
 two probability rows are averaged, so the edge gets the flip-averaged answer from one invoke of a
 model whose input and output are those of the plain one (1x48x48x1 -> 1x7). Whether to build it in is
-decided on the validation hold-out (``auto``): the test split stays for the report. A model trained without
-a hold-out (a final fit) takes the choice another converted model made on one (``convert.mirror`` set to
-that model's .tflite): its contract records whose choice it was and the evidence it was made on.
+decided on the validation hold-out (``auto``): the test split stays for the report. A final fit trained on
+that hold-out too, so ``auto`` leaves it plain; it can take the choice another converted model made on a
+hold-out instead (``convert.mirror`` set to that model's .tflite), and its contract records whose choice
+it was and the evidence it was made on.
 """
 from __future__ import annotations
 
