@@ -219,9 +219,21 @@ def test_a_non_utf8_contract_is_named(tiny_tflite, tmp_path):
 
 
 def test_pages_carry_a_content_security_policy(server):
+    """Only the pages' own inline blocks may run, named by hash: injected markup cannot."""
+    import base64
+    import hashlib
+    import re
     url, _ = server
-    csp = httpx.get(url + "upload", timeout=10).headers["content-security-policy"]
-    assert "default-src 'none'" in csp and "connect-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    page = httpx.get(url + "upload", timeout=10)
+    csp = page.headers["content-security-policy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["default-src"] == "'none'" and directives["connect-src"] == "'self'"
+    assert directives["frame-ancestors"] == "'none'" and "unsafe" not in csp
+    for kind in ("script", "style"):
+        body = re.search(rf"<{kind}>(.*?)</{kind}>", page.text, re.S).group(1)
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in directives[f"{kind}-src"].split()
+    assert httpx.get(url + "api/health", timeout=10).headers["content-security-policy"] == csp
 
 
 def test_listening_on_the_network_without_a_token_warns(tiny_tflite):

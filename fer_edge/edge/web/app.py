@@ -206,7 +206,7 @@ def create_app(cfg: dict, live: LiveState | None, analyzer: Analyzer | None, loo
     ]
     app = Starlette(routes=routes)
     app.state.web = st
-    app.add_middleware(TokenAuth, token=cfg["web"]["token"])
+    app.add_middleware(TokenAuth, token=cfg["web"]["token"], policy=pages.content_security_policy(st.pages))
     if loopback_only:
         app.add_middleware(LoopbackHosts)
     return app

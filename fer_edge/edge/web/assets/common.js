@@ -7,7 +7,10 @@ function withToken(url) {
 function authHeaders() { return TOKEN ? { "Authorization": "Bearer " + TOKEN } : {}; }
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "style") e.style.cssText = v;     // through the CSSOM: the policy admits no style attributes
+    else e.setAttribute(k, v);
+  }
   for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   return e;
 }
