@@ -3,6 +3,9 @@ config, broken config files, credentials in a source URL. Each ends in a clear m
 documented exit code or HTTP status, with bounded memory."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import struct
 import subprocess
 import sys
@@ -220,9 +223,6 @@ def test_a_non_utf8_contract_is_named(tiny_tflite, tmp_path):
 
 def test_pages_carry_a_content_security_policy(server):
     """Only the pages' own inline blocks may run, named by hash: injected markup cannot."""
-    import base64
-    import hashlib
-    import re
     url, _ = server
     page = httpx.get(url + "upload", timeout=10)
     csp = page.headers["content-security-policy"]
