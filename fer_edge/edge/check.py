@@ -11,12 +11,13 @@ from pathlib import Path
 
 from fer_edge.common.classifier import check_model
 from fer_edge.common.contract import ContractError
+from fer_edge.common.helptext import summary
 from fer_edge.common.interpreter import ModelLoadError, runtime_name
 
 
 def main(argv: list[str] | None = None) -> int:
     from fer_edge import __version__
-    ap = argparse.ArgumentParser(prog="python -m fer_edge.edge.check", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m fer_edge.edge.check", description=summary(__doc__))
     ap.add_argument("--version", action="version", version=f"fer-edge {__version__}")
     ap.add_argument("model", nargs="?", help="a .tflite file (default: edge.model from the config)")
     ap.add_argument("--config", type=Path, default=None)

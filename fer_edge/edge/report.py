@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fer_edge import __version__
+from fer_edge.common.helptext import summary
 from fer_edge.edge.csvlog import BASE_COLUMNS
 
 FACE_GAP_S = 2.0        # a face_id unseen this long, or a new run of the edge, starts another tracked face
@@ -408,7 +409,7 @@ def make_report(log: Path, out: Path, every: float = 60.0, t_from: datetime | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fer_edge.edge.report", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m fer_edge.edge.report", description=summary(__doc__))
     ap.add_argument("--version", action="version", version=f"fer-edge {__version__}")
     ap.add_argument("log", type=Path, help="the CSV emotion log (its rotated files LOG.1, LOG.2, ... are read too)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: LOG's name + '-report' beside it)")

@@ -29,6 +29,7 @@ import yaml
 
 from fer_edge.common.config import ROOT, ConfigError, display_path, load_config, resolve_path
 from fer_edge.common.contract import sha256_file
+from fer_edge.common.helptext import summary
 from fer_edge.train.rundir import STATE_FILE, newest_finished_model, read_state
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from fer_edge import __version__
-    ap = argparse.ArgumentParser(prog="python -m fer_edge.train.distill", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m fer_edge.train.distill", description=summary(__doc__))
     ap.add_argument("--version", action="version", version=f"fer-edge {__version__}")
     ap.add_argument("recipe", nargs="?", type=Path, default=ROOT / "distill.yaml", help="the recipe (default: distill.yaml)")
     ap.add_argument("--config", type=Path, default=None, help="the base config (default: config.yaml)")

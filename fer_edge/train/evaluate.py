@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from fer_edge.common.labels import LABELS  # noqa: E402
+from fer_edge.common.helptext import summary  # noqa: E402
 from fer_edge.train.metrics import classification_report, predict_probs  # noqa: E402
 
 
@@ -67,7 +68,7 @@ def write_report(report: dict, split, out_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     from fer_edge.common.config import ConfigError, display_path, exit_on_config_error, load_config, resolve_path
     from fer_edge.train.data import DataError, load_split
-    ap = argparse.ArgumentParser(prog="python -m fer_edge.train.evaluate", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m fer_edge.train.evaluate", description=summary(__doc__))
     ap.add_argument("--model", required=True, help="a .keras model")
     ap.add_argument("--data", help="dataset root or fer2013.csv (default: data.root)")
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))

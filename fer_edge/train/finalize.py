@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from fer_edge.common.config import display_path, with_defaults
+from fer_edge.common.helptext import summary
 from fer_edge.train.average import kept_epochs, try_average
 from fer_edge.train.data import DataError, FerData, load_configured
 from fer_edge.train.evaluate import evaluate_model, write_report
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m fer_edge.train.finalize RUN [--last N]`` (``make average RUN=...``): try the weight average of a
     finished run's kept epochs now, e.g. with another N; model.keras and the report are replaced only if
     the average beats the best epoch on validation."""
-    ap = argparse.ArgumentParser(prog="python -m fer_edge.train.finalize", description=main.__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m fer_edge.train.finalize", description=summary(main.__doc__))
     ap.add_argument("run", type=Path, help="a run directory, runs/<timestamp>-<arch>")
     ap.add_argument("--last", type=int, help="average the last N kept epochs (default: the run's train.average_last)")
     args = ap.parse_args(argv)

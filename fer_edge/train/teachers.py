@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_edge.common.contract import sha256_file
+from fer_edge.common.helptext import summary
 
 CACHE_VERSION = 2
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from fer_edge.train.data import DataError, load_configured
     from fer_edge.train.metrics import classification_report
 
-    ap = argparse.ArgumentParser(prog="python -m fer_edge.train.teachers", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m fer_edge.train.teachers", description=summary(__doc__))
     ap.add_argument("--version", action="version", version=f"fer-edge {__version__}")
     ap.add_argument("models", nargs="+", type=Path, help=".keras or .tflite files")
     ap.add_argument("--split", choices=("val", "test"), default="val", help="where to measure (default: val)")
