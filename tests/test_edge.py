@@ -409,10 +409,11 @@ def test_cli_bad_sources_exit_2(tiny_tflite, clip, tmp_path):
     garbage.write_bytes(os.urandom(50_000))
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(clip.read_bytes()[: clip.stat().st_size // 20])
-    for source in (str(tmp_path / "nope.mp4"), str(garbage), "/dev/video99"):
+    for source in (str(tmp_path / "nope.mp4"), str(garbage), "/dev/video99", "99"):
         r = run_edge("--headless", "--source", source, "--model", str(tiny_tflite), "--log", str(tmp_path / "x.csv"))
         assert r.returncode == 2, (source, r.stderr)
         assert source in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr   # the error alone, no OpenCV log lines
     # A truncated clip is either refused at open or plays until the damage, then ends with exit 1
     # naming edge.max_bad_frames (its frame count promises far more frames): never a crash.
     r = run_edge("--headless", "--source", str(truncated), "--model", str(tiny_tflite), "--log", str(tmp_path / "t.csv"))

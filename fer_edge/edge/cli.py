@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         from fer_edge.common import interpreter
         interpreter.SHOW_RUNTIME_NOTES = True
     else:
-        # Before cv2 loads: no camera-probing warnings, no FFmpeg decoder chatter (the loop reports
-        # unreadable frames itself).
-        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        # Before cv2 loads: no camera-probing messages (a missing camera index is logged as an ERROR by
+        # a backend's probe), no FFmpeg decoder chatter; the loop reports what fails itself.
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     from fer_edge.edge.loop import run   # after the config check: bad flags fail fast, before cv2/LiteRT load
     return run(cfg, stats_json=_cli_path(args.stats_json) if args.stats_json else None, headless=args.headless,
