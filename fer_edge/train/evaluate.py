@@ -14,8 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from fer_edge.common.labels import LABELS  # noqa: E402
 from fer_edge.common.helptext import summary  # noqa: E402
+from fer_edge.common.labels import LABELS  # noqa: E402
 from fer_edge.train.metrics import classification_report, predict_probs  # noqa: E402
 
 
