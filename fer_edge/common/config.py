@@ -59,6 +59,9 @@ SCHEMA: dict[str, Any] = {
         "test_subset": F(str, "all", choices=("all", "PublicTest", "PrivateTest")),
         "max_per_class": F(int, 0, min=0),
         "seed": F(int, 1337, min=0),
+        "labels": F(str, "fer2013", choices=("fer2013", "ferplus")),
+        "ferplus_csv": F(str, ""),
+        "label_blend": F((int, float), 0.0, min=0.0, max=1.0),
     },
     "train": {
         "arch": F(str, "default", choices=("default", "seed", "tiny")),

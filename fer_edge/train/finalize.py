@@ -40,7 +40,8 @@ def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
     os.replace(tmp, run_dir / BEST_FILE)
     if (run_dir / "history.csv").is_file():
         redraw_history(run_dir, state)
-    report = evaluate_model(best, data.test, split_name=f"test ({data.form}: {display_path(data.source)})")
+    report = evaluate_model(best, data.test, split_name=f"test ({data.form}: {display_path(data.source)})",
+                            split13=data.test13)
     report["run"] = {"dir": display_path(run_dir), "arch": cfg["train"]["arch"], "epochs_run": state["epoch"],
                      "epochs_planned": cfg["train"]["epochs"], "train_faces": len(data.train),
                      "val_faces": len(data.val),

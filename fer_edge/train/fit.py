@@ -15,7 +15,6 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from fer_edge.common.config import resolve_path  # noqa: E402
-from fer_edge.common.labels import NUM_CLASSES  # noqa: E402
 from fer_edge.train.data import FerData, load_configured  # noqa: E402
 from fer_edge.train.errors import TrainError  # noqa: E402
 from fer_edge.train.finalize import finalize  # noqa: E402
@@ -41,11 +40,11 @@ def pick_precision(setting: str) -> str:
 
 
 # ---------------------------------------------------------------- tf.data
-def class_weights(y: np.ndarray, mode: str) -> np.ndarray:
+def class_weights(y: np.ndarray, mode: str, classes: int) -> np.ndarray:
     """Per-class loss weights, normalised so the average sample weight is 1."""
-    counts = np.bincount(y, minlength=NUM_CLASSES).astype(np.float64)
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
     if mode == "none":
-        w = np.ones(NUM_CLASSES)
+        w = np.ones(classes)
     else:
         w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1), 0.0)
         if mode == "sqrt":
@@ -56,31 +55,30 @@ def class_weights(y: np.ndarray, mode: str) -> np.ndarray:
 
 def make_datasets(data: FerData, tcfg: dict, seed: int, soft: np.ndarray | None = None, hard_weight: float = 1.0):
     """The training and validation tf.data pipelines. With ``soft`` (the teachers' probabilities of each
-    training face) the target is ``hard_weight`` x the one-hot label + the rest x the teachers'."""
+    training face) the target is ``hard_weight`` x the one-hot label + the rest x the teachers'. The label
+    is the split's target distribution where it has one (FER+'s votes), else its one-hot class."""
     import tensorflow as tf
     from fer_edge.train.augment import make_augment, make_mix
 
-    weights = tf.constant(class_weights(data.train.y, tcfg["class_weight"]))
+    classes = len(data.labels)
+    weights = tf.constant(class_weights(data.train.y, tcfg["class_weight"], classes))
     bs = tcfg["batch_size"]
     augment = make_augment(tcfg["augment"], seed)
     mix = make_mix(tcfg["augment"], seed)
 
     def to_xy(x, y):
         x = tf.cast(x, tf.float32)[..., None]
-        return x, tf.one_hot(y, NUM_CLASSES)
+        return x, tf.one_hot(y, classes)
 
+    targets = data.train.t if data.train.t is not None else np.eye(classes, dtype=np.float32)[data.train.y]
+    hw = 1.0 if soft is None else float(hard_weight)
     if soft is None:
-        train = (tf.data.Dataset.from_tensor_slices((data.train.x, data.train.y))
-                 .shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True)
-                 .batch(bs, drop_remainder=len(data.train) >= bs)
-                 .map(lambda x, y: (*to_xy(x, y), tf.gather(weights, y)), num_parallel_calls=tf.data.AUTOTUNE))
-    else:
-        hw = float(hard_weight)
-        train = (tf.data.Dataset.from_tensor_slices((data.train.x, data.train.y, soft))
-                 .shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True)
-                 .batch(bs, drop_remainder=len(data.train) >= bs)
-                 .map(lambda x, y, t: (tf.cast(x, tf.float32)[..., None], hw * tf.one_hot(y, NUM_CLASSES) + (1.0 - hw) * t,
-                                       tf.gather(weights, y)), num_parallel_calls=tf.data.AUTOTUNE))
+        soft = np.zeros_like(targets)
+    train = (tf.data.Dataset.from_tensor_slices((data.train.x, data.train.y, targets, soft))
+             .shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True)
+             .batch(bs, drop_remainder=len(data.train) >= bs)
+             .map(lambda x, y, t, s: (tf.cast(x, tf.float32)[..., None], hw * t + (1.0 - hw) * s,
+                                      tf.gather(weights, y)), num_parallel_calls=tf.data.AUTOTUNE))
     train = train.map(lambda x, y, w: (augment(x), y, w), num_parallel_calls=tf.data.AUTOTUNE)
     if mix is not None:
         train = train.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
@@ -180,7 +178,7 @@ def fit(run_dir: Path, cfg: dict, state: dict, data: FerData, resuming: bool, fi
     precision = pick_precision(tcfg["precision"])
     keras.mixed_precision.set_global_policy(precision)
     state["precision"] = precision
-    state["data"] = {"form": data.form, "source": data.source, "train": data.train.counts(),
+    state["data"] = {"form": data.form, "source": data.source, "labels": list(data.labels), "train": data.train.counts(),
                      "val": data.val.counts(), "test": data.test.counts()}
     plot_class_distribution(data, run_dir / "class_distribution.png")
 
@@ -208,7 +206,8 @@ def fit(run_dir: Path, cfg: dict, state: dict, data: FerData, resuming: bool, fi
             model.optimizer.learning_rate = learning_rate(tcfg, steps)
     else:
         from fer_edge.train.model import build_model
-        model = compile_model(build_model(tcfg["arch"], tcfg["dropout"], tcfg["bn_momentum"]), tcfg, steps)
+        model = compile_model(build_model(tcfg["arch"], tcfg["dropout"], tcfg["bn_momentum"], len(data.labels)),
+                              tcfg, steps)
         state["params"] = int(model.count_params())
         write_json_atomic(run_dir / STATE_FILE, state)
     print(f"model {tcfg['arch']}: {model.count_params():,} params, precision {precision}, {steps} steps/epoch")

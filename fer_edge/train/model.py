@@ -30,7 +30,7 @@ def _inputs():
     return inp, layers.Rescaling(1.0 / 255.0, name="rescale")(inp)
 
 
-def build_default(dropout: float = 0.4, bn_momentum: float = 0.99) -> keras.Model:
+def build_default(dropout: float = 0.4, bn_momentum: float = 0.99, classes: int = NUM_CLASSES) -> keras.Model:
     """VGG-style: 4 stages of two 3x3 convs (32/64/128/256), max-pool between stages, then a 3x3
     spatial map flattened into a 256-unit layer. ~1.8M params, ~118M MACs per face: the spatial
     head keeps *where* features are (mouth vs. eyes), which global pooling would throw away."""
@@ -45,11 +45,11 @@ def build_default(dropout: float = 0.4, bn_momentum: float = 0.99) -> keras.Mode
     x = layers.Dropout(dropout, name="drop1")(x)
     x = _dense_br(x, 256, bn_momentum, "fc1")
     x = layers.Dropout(dropout, name="drop2")(x)
-    out = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probs")(x)
+    out = layers.Dense(classes, activation="softmax", dtype="float32", name="probs")(x)
     return keras.Model(inp, out, name="default")
 
 
-def build_seed(dropout: float = 0.25, bn_momentum: float = 0.99) -> keras.Model:
+def build_seed(dropout: float = 0.25, bn_momentum: float = 0.99, classes: int = NUM_CLASSES) -> keras.Model:
     """The seeds' CNN: conv blocks of 64/128/512/512 filters (3x3, 5x5, 3x3, 3x3), each with
     BatchNorm, MaxPool and Dropout, then Dense 256 and Dense 512 (~4.5M params)."""
     inp, x = _inputs()
@@ -61,11 +61,11 @@ def build_seed(dropout: float = 0.25, bn_momentum: float = 0.99) -> keras.Model:
     for units in (256, 512):
         x = _dense_br(x, units, bn_momentum, f"fc{units}")
         x = layers.Dropout(dropout, name=f"fc{units}_drop")(x)
-    out = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probs")(x)
+    out = layers.Dense(classes, activation="softmax", dtype="float32", name="probs")(x)
     return keras.Model(inp, out, name="seed")
 
 
-def build_tiny(dropout: float = 0.2, bn_momentum: float = 0.9) -> keras.Model:
+def build_tiny(dropout: float = 0.2, bn_momentum: float = 0.9, classes: int = NUM_CLASSES) -> keras.Model:
     """A ~25k-param net for smoke tests and CI; same layer kinds as `default`."""
     inp, x = _inputs()
     for stage, filters in enumerate((8, 16, 32), start=1):
@@ -73,19 +73,19 @@ def build_tiny(dropout: float = 0.2, bn_momentum: float = 0.9) -> keras.Model:
         x = layers.MaxPooling2D(2, name=f"s{stage}_pool")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="drop")(x)
-    out = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probs")(x)
+    out = layers.Dense(classes, activation="softmax", dtype="float32", name="probs")(x)
     return keras.Model(inp, out, name="tiny")
 
 
 ARCHITECTURES = {"default": build_default, "seed": build_seed, "tiny": build_tiny}
 
 
-def build_model(arch: str, dropout: float, bn_momentum: float) -> keras.Model:
+def build_model(arch: str, dropout: float, bn_momentum: float, classes: int = NUM_CLASSES) -> keras.Model:
     try:
         builder = ARCHITECTURES[arch]
     except KeyError:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}") from None
-    return builder(dropout=dropout, bn_momentum=bn_momentum)
+    return builder(dropout=dropout, bn_momentum=bn_momentum, classes=classes)
 
 
 def to_float32(model):
@@ -96,7 +96,7 @@ def to_float32(model):
     old = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        clean = build_model(model.name, dropout=0.0, bn_momentum=0.99)
+        clean = build_model(model.name, dropout=0.0, bn_momentum=0.99, classes=int(model.output_shape[-1]))
     finally:
         keras.mixed_precision.set_global_policy(old)
     clean.set_weights(model.get_weights())

@@ -15,15 +15,17 @@ from fer_edge.common.labels import LABELS  # noqa: E402
 
 def plot_class_distribution(data, out: Path) -> Path:
     """Bar chart of images per class in train / val / test."""
-    x = np.arange(len(LABELS))
+    labels = data.labels
+    x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(9, 4))
     for i, (name, split) in enumerate((("train", data.train), ("val", data.val), ("test", data.test))):
         counts = split.counts()
         bars = ax.bar(x + (i - 1) * 0.27, counts, 0.27, label=f"{name} ({sum(counts)})")
         ax.bar_label(bars, fontsize=7)
-    ax.set_xticks(x, LABELS)
+    ax.set_xticks(x, labels)
     ax.set_ylabel("images")
-    ax.set_title("FER-2013 class distribution")
+    ax.set_title("FER+ class distribution (majority of the votes)" if len(labels) > len(LABELS)
+                 else "FER-2013 class distribution")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -62,17 +64,17 @@ def plot_history(history_csv: Path, out: Path, restarts: list[int] = ()) -> Path
     return out
 
 
-def plot_confusion(cm: np.ndarray, out: Path, title: str) -> Path:
+def plot_confusion(cm: np.ndarray, labels, out: Path, title: str) -> Path:
     """Row-normalised confusion matrix (recall on the diagonal)."""
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(LABELS)), LABELS, rotation=45, ha="right")
-    ax.set_yticks(range(len(LABELS)), LABELS)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    for i in range(len(LABELS)):
-        for j in range(len(LABELS)):
+    for i in range(len(labels)):
+        for j in range(len(labels)):
             ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=8,
                     color="white" if norm[i, j] > 0.5 else "black")
     ax.set_title(title, fontsize=10)
