@@ -27,6 +27,7 @@ TINY_TRAIN = {
     "train.verbose": 0, "train.augment.erasing_prob": 0.0, "train.class_weight": "none",
     "train.label_smoothing": 0.0, "train.dropout": 0.0, "data.max_per_class": 150,
     "train.augment.mixup_alpha": 0.0, "train.average_last": 0,   # a plain model for the conversion tests
+    "data.labels": "fer2013",        # FER-2013's seven labels; tiny_ferplus_tflite is the FER+ (eight-label) one
 }
 # Its conversion: a small calibration set, all 956 capped test faces for verification, and a looser
 # gate than config.yaml's. Why: the tiny net is barely better than chance and its softmax is nearly
@@ -35,7 +36,8 @@ TINY_TRAIN = {
 # and the accuracy difference wobbles by about a point. A deliberately broken model still scores
 # ~0.03 agreement, far below this gate; the committed model is held to config.yaml's 0.97 / 1.0.
 TINY_CONVERT = {"convert.calibration_size": 140, "convert.eval_max_images": 0, "convert.mirror": False,
-                "convert.min_agreement": 0.9, "convert.max_top1_drop": 3.0}
+                "convert.min_agreement": 0.9, "convert.max_top1_drop": 3.0,
+                "convert.temperature": 1.0, "convert.logit_adjust": 0.0}
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +95,26 @@ def tiny_tflite(fer_root, tiny_keras_model, tmp_path_factory) -> Path:
     from fer_edge.convert.pipeline import convert
     tmp = tmp_path_factory.mktemp("tiny_tflite")
     cfg = tiny_config(fer_root, tmp, **{"convert.model": str(tiny_keras_model)})
+    return convert(cfg, log=lambda *_: None).tflite
+
+
+@pytest.fixture(scope="session")
+def tiny_ferplus_keras_model(fer_root, tmp_path_factory) -> Path:
+    """model.keras of the tiny net trained like ``tiny_keras_model`` but on FER+'s votes (eight labels,
+    contempt included; FER-2013's label blended in at config.yaml's data.label_blend)."""
+    from fer_edge.train.fit import run
+    tmp = tmp_path_factory.mktemp("tiny_ferplus_run")
+    return run(tiny_config(fer_root, tmp, **{"data.labels": "ferplus"}), fresh=True) / "model.keras"
+
+
+@pytest.fixture(scope="session")
+def tiny_ferplus_tflite(fer_root, tiny_ferplus_keras_model, tmp_path_factory) -> Path:
+    """``tiny_ferplus_keras_model`` converted to int8 with a fitted temperature and a logit adjustment
+    folded into its last layer, and the mirror inside: an eight-label model for the edge."""
+    from fer_edge.convert.pipeline import convert
+    tmp = tmp_path_factory.mktemp("tiny_ferplus_tflite")
+    cfg = tiny_config(fer_root, tmp, **{"convert.model": str(tiny_ferplus_keras_model), "convert.mirror": True,
+                                        "convert.temperature": "auto", "convert.logit_adjust": 0.5})
     return convert(cfg, log=lambda *_: None).tflite
 
 

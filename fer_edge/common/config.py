@@ -118,6 +118,8 @@ SCHEMA: dict[str, Any] = {
         "min_agreement": F((int, float), 0.97, min=0, max=1),
         "eval_max_images": F(int, 0, min=0),
         "mirror": F((bool, str), "auto"),
+        "temperature": F((int, float, str), 1.0),
+        "logit_adjust": F((int, float), 0.0, min=-2.0, max=2.0),
     },
     "edge": {
         "model": F(str, "models/emotion_int8.tflite"),
@@ -372,6 +374,10 @@ def check_combinations(cfg: dict) -> dict:
     if isinstance(mirror, str) and mirror != "auto" and not mirror.endswith(".tflite"):
         raise ConfigError(f"config key 'convert.mirror': {mirror!r}: give true, false, auto (decide on the validation "
                           "hold-out) or a converted model's .tflite path (take the choice recorded in its contract)")
+    temp = cfg["convert"]["temperature"]
+    if isinstance(temp, str) and temp != "auto" or not isinstance(temp, str) and not 0.1 <= temp <= 10:
+        raise ConfigError(f"config key 'convert.temperature': {temp!r}: give auto (fit on the validation hold-out) "
+                          "or a number from 0.1 to 10 (1 = the model's own confidence)")
     m = cfg["mqtt"]
     if m["device"] and not TOPIC_WORD.fullmatch(m["device"]):
         raise ConfigError(f"config key 'mqtt.device': {m['device']!r} cannot be a topic level: use 1-64 letters, "

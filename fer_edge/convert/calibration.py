@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.common.labels import LABELS
 from fer_edge.convert.errors import ConvertInputError
 
 
@@ -35,7 +34,7 @@ def balanced_indices(y: np.ndarray, size: int, seed: int) -> np.ndarray:
     what a small class cannot fill goes to the others.
     """
     rng = np.random.default_rng(seed)
-    pools = [rng.permutation(np.flatnonzero(y == c)) for c in range(len(LABELS))]
+    pools = [rng.permutation(np.flatnonzero(y == c)) for c in range(int(y.max()) + 1 if y.size else 0)]
     take = [0] * len(pools)
     left = min(size, sum(p.size for p in pools))
     while left > 0:
@@ -63,10 +62,10 @@ def load_calibration(data_cfg: dict, root: Path, size: int) -> CalibrationSet:
         raise ConvertInputError(f"calibration data: no training images found under {root}. Pass DATA= a "
                                 "FER-2013 copy with train/<class>/ images.")
     idx = balanced_indices(split.y, size, data_cfg["seed"])
-    counts = np.bincount(split.y[idx], minlength=len(LABELS))
+    counts = np.bincount(split.y[idx], minlength=len(split.labels))
     held_out = (f"the {data_cfg['val_fraction']:g} validation hold-out excluded" if data_cfg["val_fraction"] > 0
                 else "all of it: data.val_fraction is 0")
-    return CalibrationSet(split.x[idx], {name: int(n) for name, n in zip(LABELS, counts)},
+    return CalibrationSet(split.x[idx], {name: int(n) for name, n in zip(split.labels, counts)},
                           f"{display_path(root)} train split ({held_out}), data.seed {data_cfg['seed']}")
 
 

@@ -20,8 +20,7 @@ from fer_edge.common.classifier import check_model
 from fer_edge.common.config import display_path, resolve_path
 from fer_edge.common.contract import ContractError, sha256_file, stage_contract
 from fer_edge.common.interpreter import ModelLoadError, make_interpreter, runtime_name, runtime_version
-from fer_edge.common.labels import LABELS
-from fer_edge.convert import flatbuffer
+from fer_edge.convert import flatbuffer, output_adjust
 from fer_edge.convert.calibration import CalibrationSet, load_calibration
 from fer_edge.convert.errors import ConvertInputError, ParityError
 from fer_edge.convert.mirror import choose as choose_mirror, inherited as inherited_mirror, with_mirror_average
@@ -85,12 +84,40 @@ def _val_split(cfg: dict, root: Path):
         raise ConvertInputError(f"validation data: {exc}. Pass DATA=path/to/fer2013.") from exc
 
 
+def _adjustment(c: dict, model, source: dict, val, mirror_inside: bool, predict_probs, log) -> dict:
+    """The logit adjustment and temperature to fold into the final layer (``convert.logit_adjust`` and
+    ``convert.temperature``), with what they were chosen on, for the contract."""
+    tau, temp = float(c["logit_adjust"]), c["temperature"]
+    counts = source.get("train_counts")
+    if tau and not counts:
+        raise ConvertInputError(f"convert.logit_adjust = {tau:g} needs the training prior, and the run "
+                                f"{source.get('run_dir')} does not record its class counts (state.json data.train); "
+                                "set convert.logit_adjust to 0")
+    log_prior = output_adjust.log_prior_of(counts or [1] * model.outputs[0].shape[-1])
+    out = {"logit_adjust": tau, "train_counts": counts, "temperature": temp if temp != "auto" else None}
+    if temp == "auto":
+        if val is None or len(val) == 0:
+            out["temperature"], out["temperature_choice"] = 1.0, "auto, but no validation hold-out: 1"
+        else:
+            views = [predict_probs(model, val.x)]
+            if mirror_inside:
+                views.append(predict_probs(model, np.ascontiguousarray(val.x[:, :, ::-1])))
+            targets = val.t if val.t is not None else np.eye(len(val.labels), dtype=np.float32)[val.y]
+            out["temperature"] = output_adjust.fit_temperature(views, targets, log_prior, tau)
+            out["temperature_choice"] = (f"auto: the lowest cross-entropy to the targets of the {len(val)} validation faces "
+                                         + ("(the annotators' votes)" if val.t is not None else "(their labels)"))
+    log(f"output: logit adjustment {tau:g}, temperature {out['temperature']:g}"
+        + (f" ({out['temperature_choice']})" if "temperature_choice" in out else ""))
+    out["_log_prior"] = log_prior
+    return out
+
+
 def convert(cfg: dict, log=print) -> ConvertResult:
     """Run the whole conversion described by ``cfg['convert']``; returns where the files went.
 
     Raises ConvertInputError (bad model or data; exit 2) or ParityError (gate failed; exit 1).
     """
-    from fer_edge.train.metrics import predict_probs
+    from fer_edge.train.metrics import expected_calibration_error, predict_probs
 
     c = cfg["convert"]
     precision = c["precision"]
@@ -102,7 +129,11 @@ def convert(cfg: dict, log=print) -> ConvertResult:
             raise ConvertInputError(f"convert.mirror: {exc}") from exc
     model_path = resolve_model_path(c["model"], resolve_path(cfg["train"]["runs_dir"]))
     log(f"model: {model_path}")
-    model = load_keras_model(model_path)
+    source = run_info(model_path)
+    model, labels = load_keras_model(model_path, source)
+    label_set = "ferplus" if "contempt" in labels else "fer2013"
+    if cfg["data"]["labels"] != label_set:        # verify on the labels the model learned
+        cfg = {**cfg, "data": {**cfg["data"], "labels": label_set}}
     root = resolve_path(cfg["data"]["root"])
 
     calib: CalibrationSet | None = None
@@ -110,10 +141,13 @@ def convert(cfg: dict, log=print) -> ConvertResult:
         calib = load_calibration(cfg["data"], root, c["calibration_size"])
         log(f"calibration: {len(calib.x)} training faces {calib.per_class}")
     test = _test_split(cfg, root)
-    source = run_info(model_path)
     final_fit = source.get("val_images") == 0           # it trained on the validation hold-out too
-    val = _val_split(cfg, root) if c["mirror"] == "auto" and not final_fit else None
+    needs_val = (c["mirror"] == "auto" or c["temperature"] == "auto") and not final_fit
+    val = _val_split(cfg, root) if needs_val else None
     mirror = inherited or choose_mirror(c["mirror"], model, val, predict_probs, final_fit=final_fit)
+    adjust = _adjustment(c, model, source, val, mirror.inside, predict_probs, log)
+    plain_test = predict_probs(model, test.x)            # the calibration before the adjustment, for the contract
+    model = output_adjust.fold_into_model(model, adjust.pop("_log_prior"), adjust["logit_adjust"], adjust["temperature"])
     if mirror.inside:
         model = with_mirror_average(model)
         log(f"mirror averaging built into the model ({mirror.reason}): one invoke per face")
@@ -155,7 +189,10 @@ def convert(cfg: dict, log=print) -> ConvertResult:
             raise ParityError(f"the converted {precision} model fails to run on {runtime_name()}: "
                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}. "
                               f"Nothing was written to {out_dir}.") from exc
-        metrics = parity_metrics(test.y, float_probs, tfl_probs, precision, float_flip, tfl_flip)
+        metrics = parity_metrics(test.y, float_probs, tfl_probs, precision, float_flip, tfl_flip, labels, test.t)
+        metrics["float_before_output_adjust"] = {
+            "accuracy": round(float((plain_test.argmax(1) == test.y).mean()), 4),
+            "ece_15": round(expected_calibration_error(plain_test, test.y), 4)}
         metrics["gate"] = {"max_top1_drop": c["max_top1_drop"], "min_agreement": c["min_agreement"]}
         f, q = metrics["float"], metrics[precision]
         log(f"accuracy: float {f['accuracy'] * 100:.2f}%, {precision} {q['accuracy'] * 100:.2f}% "
@@ -172,7 +209,9 @@ def convert(cfg: dict, log=print) -> ConvertResult:
         med, p95 = latency_ms(tmp, test.x, num_threads=1, runs=LATENCY_RUNS)
         inp_q = _quant(inp)
         contract = {
-            "labels": list(LABELS),
+            "labels": list(labels),
+            "label_source": label_set,
+            "output_adjust": adjust,
             "input": {"height": int(inp["shape"][1]), "width": int(inp["shape"][2]),
                       "channels": int(inp["shape"][3]), **inp_q, "pixels": PIXELS},
             "output": _quant(out),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fer_edge.common.labels import LABELS
+from fer_edge.common.labels import LABEL_SETS
 from fer_edge.common.preprocess import INPUT_SIZE
 from fer_edge.convert.errors import ConvertInputError
 from fer_edge.train.rundir import BEST_FILE, STATE_FILE, newest_finished_model
@@ -39,14 +39,31 @@ def run_info(model_path: Path) -> dict:
         except (OSError, json.JSONDecodeError):
             return info
         info["arch"] = st.get("arch")
-        val = (st.get("data") or {}).get("val")
+        data = st.get("data") or {}
+        if isinstance(data.get("labels"), list):
+            info["labels"] = [str(x) for x in data["labels"]]
+        if isinstance(data.get("train"), list):
+            info["train_counts"] = [int(n) for n in data["train"]]
+        val = data.get("val")
         if isinstance(val, list):
             # 0: a final fit that also trained on the validation hold-out (it cannot judge choices made there).
             info["val_images"] = int(sum(val))
     return info
 
 
-def check_shapes(model, path: Path) -> None:
+def labels_for(model, source: dict) -> tuple[str, ...]:
+    """The labels the model was trained on: its run's record, else the label set of its output's size."""
+    if source.get("labels"):
+        return tuple(source["labels"])
+    size = int(model.outputs[0].shape[-1])
+    for labels in LABEL_SETS.values():
+        if len(labels) == size:
+            return labels
+    raise ConvertInputError(f"{source.get('run_dir')}: the model has {size} outputs and its run does not name its "
+                            f"labels; known label sets: " + "; ".join(f"{k} ({len(v)})" for k, v in LABEL_SETS.items()))
+
+
+def check_shapes(model, path: Path, labels: tuple[str, ...]) -> None:
     """The edge feeds one 48x48x1 face and reads one probability per label: refuse anything else."""
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ConvertInputError(f"{path}: the model has {len(model.inputs)} inputs and {len(model.outputs)} "
@@ -57,13 +74,13 @@ def check_shapes(model, path: Path) -> None:
                                 f"{INPUT_SIZE}x{INPUT_SIZE}x1 grayscale faces. Train it with `make train` "
                                 "(fer_edge/train/model.py architectures) or pass a model built for 48x48x1 input.")
     out_shape = tuple(model.outputs[0].shape[1:])
-    if out_shape != (len(LABELS),):
-        raise ConvertInputError(f"{path}: model output shape {out_shape} does not match the {len(LABELS)} labels "
-                                f"({', '.join(LABELS)}). Pass a model trained on these classes.")
+    if out_shape != (len(labels),):
+        raise ConvertInputError(f"{path}: model output shape {out_shape} does not match the {len(labels)} labels "
+                                f"({', '.join(labels)}). Pass a model trained on these classes.")
 
 
-def load_keras_model(path: Path):
-    """Load, check and return a float32 copy of the model (mixed-precision runs save bfloat16)."""
+def load_keras_model(path: Path, source: dict) -> tuple[object, tuple[str, ...]]:
+    """Load, check and return a float32 copy of the model (mixed-precision runs save bfloat16) and its labels."""
     import keras
 
     from fer_edge.train.model import to_float32
@@ -73,5 +90,8 @@ def load_keras_model(path: Path):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConvertInputError(f"cannot load Keras model {path}: {first[:300]}. The file is corrupt or not a "
                                 ".keras model: re-train with `make train` or pass another MODEL=") from exc
-    check_shapes(model, path)
-    return to_float32(model)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        check_shapes(model, path, ())
+    labels = labels_for(model, source)
+    check_shapes(model, path, labels)
+    return to_float32(model), labels

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from fer_edge.common.classifier import TfliteModel
-from fer_edge.common.labels import LABELS
 
 
 def tflite_predict(model_path: Path, x: np.ndarray, num_threads: int = 1) -> np.ndarray:
@@ -23,7 +22,7 @@ def tflite_predict(model_path: Path, x: np.ndarray, num_threads: int = 1) -> np.
 def summarize(report: dict, suffix: str = "") -> dict:
     """The contract's view of a classification_report: accuracy, macro-F1, per-class F1 (each key + suffix)."""
     return {f"accuracy{suffix}": report["accuracy"], f"macro_f1{suffix}": report["macro_f1"],
-            f"per_class_f1{suffix}": {name: report["per_class"][name]["f1"] for name in LABELS}}
+            f"per_class_f1{suffix}": {name: report["per_class"][name]["f1"] for name in report["labels"]}}
 
 
 def mirrored(x: np.ndarray) -> np.ndarray:
@@ -31,24 +30,32 @@ def mirrored(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x[:, :, ::-1])
 
 
-def _scores(y: np.ndarray, probs: np.ndarray, flip_probs: np.ndarray | None) -> dict:
-    """Single-pass metrics, plus ``*_flip_tta`` ones (mean of a face's and its mirror's probabilities)."""
-    from fer_edge.train.metrics import classification_report
-    out = summarize(classification_report(y, probs.argmax(1)))
+def _scores(y: np.ndarray, probs: np.ndarray, flip_probs: np.ndarray | None, labels: tuple[str, ...],
+            targets: np.ndarray | None) -> dict:
+    """Single-pass metrics, plus ``*_flip_tta`` ones (mean of a face's and its mirror's probabilities), and the
+    calibration: expected calibration error (15 bins) and, with the targets, the cross-entropy to them."""
+    from fer_edge.train.metrics import classification_report, cross_entropy, expected_calibration_error
+    out = summarize(classification_report(y, probs.argmax(1), labels))
+    out["ece_15"] = round(expected_calibration_error(probs, y), 4)
+    if targets is not None:
+        out["cross_entropy_targets"] = round(cross_entropy(probs, targets), 4)
     if flip_probs is not None:
-        out.update(summarize(classification_report(y, ((probs + flip_probs) / 2).argmax(1)), "_flip_tta"))
+        out.update(summarize(classification_report(y, ((probs + flip_probs) / 2).argmax(1), labels), "_flip_tta"))
     return out
 
 
 def parity_metrics(y: np.ndarray, float_probs: np.ndarray, tflite_probs: np.ndarray, precision: str,
-                   float_flip_probs: np.ndarray | None = None, tflite_flip_probs: np.ndarray | None = None) -> dict:
+                   float_flip_probs: np.ndarray | None = None, tflite_flip_probs: np.ndarray | None = None,
+                   labels: tuple[str, ...] = (), targets: np.ndarray | None = None) -> dict:
     """Float and converted metrics on the same faces, their top-1 agreement and the accuracy drop.
 
     With the probabilities of the mirrored faces too, each side also gets flip-TTA metrics; the
     agreement and the drop (the parity gate) stay single-pass top-1.
     """
     pf, pq = float_probs.argmax(1), tflite_probs.argmax(1)
-    f, q = _scores(y, float_probs, float_flip_probs), _scores(y, tflite_probs, tflite_flip_probs)
+    labels = labels or tuple(str(i) for i in range(float_probs.shape[1]))
+    f = _scores(y, float_probs, float_flip_probs, labels, targets)
+    q = _scores(y, tflite_probs, tflite_flip_probs, labels, targets)
     return {"test_images": int(y.size), "float": f, precision: q,
             "top1_agreement": round(float((pf == pq).mean()), 4),
             "top1_drop_points": round((f["accuracy"] - q["accuracy"]) * 100, 2)}

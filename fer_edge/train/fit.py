@@ -17,7 +17,6 @@ import yaml  # noqa: E402
 from fer_edge.common.config import resolve_path  # noqa: E402
 from fer_edge.train.data import FerData, load_configured  # noqa: E402
 from fer_edge.train.errors import TrainError  # noqa: E402
-from fer_edge.train.finalize import finalize  # noqa: E402
 from fer_edge.train.resume import reopen  # noqa: E402
 from fer_edge.train.rundir import (BEST_FILE, CONFIG_FILE, LAST_FILE, STATE_FILE, find_resumable,  # noqa: E402
                                    new_run_dir, write_json_atomic)
@@ -165,8 +164,10 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
 
 
 def fit(run_dir: Path, cfg: dict, state: dict, data: FerData, resuming: bool, finish: bool = False) -> Path:
-    import keras
+    import keras                              # here, after the data loaded: a data error is told before TensorFlow starts
     import tensorflow as tf
+
+    from fer_edge.train.finalize import finalize
 
     from fer_edge.train.callbacks import make_callbacks
     from fer_edge.train.plots import plot_class_distribution
