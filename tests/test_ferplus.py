@@ -97,17 +97,25 @@ HEADER = "path,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,un
     ("{first}\n{first_path},a,0,0,0,10,0,0,0,0,0\n", 3, "whole numbers"),
     ("{first}\n{first_path},-1,0,0,0,10,0,0,0,0,0\n", 3, "0 or more"),
 ])
-def test_a_broken_vote_file_is_one_line_naming_file_and_line(fer_root, tmp_path, body, line, words):
+def test_a_broken_vote_file_names_file_and_line(fer_root, tmp_path, body, line, words):
+    from fer_edge.train.data import DataError, load_configured
     real = (fer_root / "ferplus.csv").read_text().splitlines()[1]
-    text = HEADER + body.format(first=real, first_path=real.split(",")[0])
-    root = _votes_root(fer_root, tmp_path, text)
+    root = _votes_root(fer_root, tmp_path, HEADER + body.format(first=real, first_path=real.split(",")[0]))
+    cfg = tiny_config(root, tmp_path, **{"data.labels": "ferplus"})
+    with pytest.raises(DataError) as err:
+        load_configured(cfg["data"], verbose=False)
+    assert f"ferplus.csv:{line}:" in str(err.value) and words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_training_on_a_broken_vote_file_exits_2_with_one_line(fer_root, tmp_path):
+    root = _votes_root(fer_root, tmp_path, HEADER + "train/angry/NoSuchFace.jpg,0,0,0,0,10,0,0,0,0,0\n")
     r = subprocess.run([sys.executable, "-m", "fer_edge.train", "--data", str(root), "--set", "data.labels=ferplus",
                         "--set", f"data.cache_dir={CACHE_DIR}", "--set", f"train.runs_dir={tmp_path / 'runs'}"],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 2, r.stderr
     err = r.stderr.strip().splitlines()
-    assert len(err) == 1 and f"ferplus.csv:{line}:" in err[0] and words in err[0], r.stderr
-    assert "Traceback" not in r.stderr and not (tmp_path / "runs").exists()
+    assert len(err) == 1 and "ferplus.csv:2:" in err[0] and "names no image" in err[0], r.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_missing_vote_file_names_it_and_the_way_out(fer_root, tmp_path):
