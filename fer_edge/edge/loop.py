@@ -189,7 +189,7 @@ class Service:
         self._start_capture()
         notify(f"READY=1\nSTATUS=running: {self.source.name} -> {self.log.path}")
         det = self.pipeline.detector
-        detector = det.backend + ("+profile" if getattr(det, "profile", None) is not None else "")
+        detector = det.describe()
         web = f", web {self.web.url}" if self.web is not None else ""
         if self.mqtt is not None:
             web += f", mqtt {self.mqtt.where} as {self.mqtt.device}"
