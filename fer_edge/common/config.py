@@ -46,7 +46,7 @@ class F:
     default: Any
     min: float | None = None
     max: float | None = None
-    choices: tuple | None = None
+    choices: tuple[Any, ...] | None = None
     nullable: bool = False
 
 
@@ -209,14 +209,14 @@ MOVED = {f"edge.detector.{k}": f"edge.detector.{b}.{k}" for b, keys in (
     ("blazeface", ("min_score", "model_dir"))) for k in keys}
 
 
-def _section(where: str) -> dict:
+def _section(where: str) -> dict[str, Any]:
     node = SCHEMA
     for part in where.split("."):
         node = node[part]
     return node
 
 
-def register_plugin(where: str, name: str, schema: dict) -> None:
+def register_plugin(where: str, name: str, schema: dict[str, Any]) -> None:
     """Add plugin ``name``'s own section ``where.name`` and make ``name`` a choice of the key that picks one."""
     section, key = _section(where), PLUGIN_POINTS[where]
     if name in section and name not in (section[key].choices or ()):
@@ -225,7 +225,7 @@ def register_plugin(where: str, name: str, schema: dict) -> None:
     section[key] = replace(section[key], choices=tuple(dict.fromkeys((*(section[key].choices or ()), name))))
 
 
-def _as_given(prefix: str, raw: dict, unknown: list[str]) -> dict:
+def _as_given(prefix: str, raw: dict[str, Any], unknown: list[str]) -> dict[str, Any]:
     """Sub-sections of a plugin point whose plugins this process has not registered: kept unchecked."""
     if prefix not in PLUGIN_POINTS or _section(prefix)[PLUGIN_POINTS[prefix]].choices is not None:
         return {}
@@ -241,13 +241,13 @@ TOPIC_WORD = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TOPIC_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,7}")
 
 
-def defaults(schema: dict | None = None) -> dict:
+def defaults(schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """The default config as a plain nested dict."""
     schema = SCHEMA if schema is None else schema
     return {k: defaults(v) if isinstance(v, dict) else copy.deepcopy(v.default) for k, v in schema.items()}
 
 
-def with_defaults(saved: dict, schema: dict | None = None) -> dict:
+def with_defaults(saved: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """``saved`` (e.g. a run's own config.yaml, written by an older version) with the keys it lacks
     filled in from SCHEMA's defaults; keys it has are kept as they are."""
     schema = SCHEMA if schema is None else schema
@@ -260,7 +260,7 @@ def with_defaults(saved: dict, schema: dict | None = None) -> dict:
     return out
 
 
-def _type_name(t) -> str:
+def _type_name(t: type | tuple[type, ...]) -> str:
     ts = t if isinstance(t, tuple) else (t,)
     names = {int: "integer", float: "number", str: "string", bool: "true/false"}
     return " or ".join(names.get(x, x.__name__) for x in ts)
@@ -288,7 +288,7 @@ def _check_value(path: str, spec: F, value: Any) -> Any:
     return value
 
 
-def validate(raw: Any, schema: dict | None = None, prefix: str = "") -> dict:
+def validate(raw: Any, schema: dict[str, Any] | None = None, prefix: str = "") -> dict[str, Any]:
     """Validate ``raw`` against ``schema``; missing keys take their defaults."""
     schema = SCHEMA if schema is None else schema
     if raw is None:
@@ -327,7 +327,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, parsed
 
 
-def apply_overrides(raw: dict, overrides: Iterable[str | tuple[str, Any]]) -> dict:
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str | tuple[str, Any]]) -> dict[str, Any]:
     raw = copy.deepcopy(raw) if raw else {}
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
@@ -353,18 +353,19 @@ def apply_overrides(raw: dict, overrides: Iterable[str | tuple[str, Any]]) -> di
 class _UniqueKeyLoader(yaml.SafeLoader):
     """yaml.safe_load that refuses a key given twice in one mapping (YAML keeps the last silently)."""
 
-    def construct_mapping(self, node, deep=False):
-        seen = {}
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise ConfigError(f"config key {key!r} appears twice (lines {seen[key] + 1} and "
                                   f"{key_node.start_mark.line + 1}): keep one")
             seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep)
+        return mapping
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str | tuple[str, Any]] = ()) -> dict:
+def load_config(path: str | Path | None = None, overrides: Iterable[str | tuple[str, Any]] = ()) -> dict[str, Any]:
     """Read, override and validate a config file. Raises ConfigError naming the key and value."""
     if not path and not DEFAULT_CONFIG.is_file() and ROOT != PACKAGE_DIR.parent:
         return check_combinations(validate(apply_overrides({}, overrides)))   # installed, no config.yaml: defaults
@@ -393,7 +394,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str | tuple[
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def check_combinations(cfg: dict) -> dict:
+def check_combinations(cfg: dict[str, Any]) -> dict[str, Any]:
     """Settings that are valid alone but not together, and values a type alone cannot check."""
     token = cfg["web"]["token"]
     if token and not (token.isascii() and token.isprintable() and " " not in token):

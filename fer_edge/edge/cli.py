@@ -91,6 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, overrides_from_args(args))
     except ConfigError as exc:
         exit_on_config_error(exc)
-    from fer_edge.edge.loop import run   # after the config check: bad flags fail fast, before LiteRT loads
+    from fer_edge.edge.loop import run  # after the config check: bad flags fail fast, before LiteRT loads
     return run(cfg, stats_json=_cli_path(args.stats_json) if args.stats_json else None, headless=args.headless,
                quiet=args.quiet)

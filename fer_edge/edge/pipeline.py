@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from fer_edge.edge.classify import EmotionClassifier
 from fer_edge.edge.detect import Detector, make_detector
 from fer_edge.edge.framing import crop_face
 from fer_edge.edge.tracking import IouTracker, Smoother
-from fer_edge.edge.types import Detection, Face, Frame, FrameResult
+from fer_edge.edge.types import Box, Detection, Face, Frame, FrameResult
 
 
 def checked_image(image: np.ndarray) -> np.ndarray:
@@ -33,7 +34,7 @@ def checked_image(image: np.ndarray) -> np.ndarray:
     return to_gray(image)          # converts other dtypes, or raises with the reason
 
 
-def _face(face_id: int, box, probs: np.ndarray, k: int | None = None, *, labels: tuple[str, ...]) -> Face:
+def _face(face_id: int, box: Box, probs: np.ndarray, k: int | None = None, *, labels: tuple[str, ...]) -> Face:
     k = int(np.argmax(probs)) if k is None else k
     return Face(face_id=face_id, box=box, probs=probs, label=labels[k], confidence=float(probs[k]))
 
@@ -51,11 +52,11 @@ class Pipeline:
         self.tracker = tracker if tracker is not None else IouTracker()
         self.smoother = smoother if smoother is not None else Smoother("none")
         self.full_scan_every = int(full_scan_every)
-        self._last_boxes: list = []
+        self._last_boxes: list[Box] = []
         self._since_full = 0
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Pipeline":
+    def from_config(cls, cfg: dict[str, Any]) -> "Pipeline":
         """Build every stage from the full config (``cfg['edge']``); loads the model once."""
         e = cfg["edge"]
         d = e["detector"]

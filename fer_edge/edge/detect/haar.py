@@ -8,6 +8,7 @@ opencv-python < 5 ships both cascade files in cv2.data.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -99,11 +100,11 @@ class HaarDetector:
         return self.detect(image, thorough=thorough)
 
     def _scan(self, small: np.ndarray, min_px: int, max_px: int = 0, scale_factor: float | None = None,
-              profile: bool = True, profile_if_none: bool = False) -> list[tuple[tuple[int, int, int, int], str]]:
+              profile: bool = True, profile_if_none: bool = False) -> list[tuple[tuple[int, ...], str]]:
         """The cascades over one gray image: (x, y, w, h) in its pixels, with the framing name. The
         profile cascade runs always, or with ``profile_if_none`` only when the frontal one found nothing."""
-        kw = {"scaleFactor": scale_factor or self.scale_factor, "minNeighbors": self.min_neighbors,
-              "minSize": (min_px, min_px)}
+        kw: dict[str, Any] = {"scaleFactor": scale_factor or self.scale_factor, "minNeighbors": self.min_neighbors,
+                              "minSize": (min_px, min_px)}
         if max_px:
             kw["maxSize"] = (max_px, max_px)
         out = [(tuple(r), "haar") for r in self.cascade.detectMultiScale(small, **kw)]
