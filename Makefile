@@ -26,7 +26,7 @@ ARGS ?=
 
 opt = $(if $(strip $(2)),$(1) $(2))
 
-.PHONY: help setup setup-edge train distill average tflite eval run web report test bench pi-check wheel deploy install-service uninstall-service clean
+.PHONY: help setup setup-edge train distill average tflite eval run web report lint test bench pi-check wheel deploy install-service uninstall-service clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -87,7 +87,11 @@ report: $(VENV)/.report-installed  ## the emotion report of a CSV log: make repo
 	$(PY) -m fer_edge.edge.report $(LOG) $(ARGS)
 
 # ---- quality
-test: $(VENV)/.dev-installed  ## run the test suite
+lint: $(VENV)/.dev-installed  ## ruff and mypy over fer_edge (their settings: pyproject.toml)
+	$(PY) -m ruff check fer_edge
+	$(PY) -m mypy
+
+test: $(VENV)/.dev-installed lint  ## lint, then run the test suite
 	$(PY) tests/system_deps.py
 	$(PY) -m pytest -q tests $(ARGS)
 

@@ -29,7 +29,7 @@ POSES = {"S": "straight", "HL": "half-left", "HR": "half-right"}
 FACE_OF_PHOTO_WIDTH = 0.62         # a kdef-dev face is about this fraction of the photo's width
 TARGET_FOUND_CNN, TARGET_FOUND_DEFAULT, TARGET_ACC_CNN = 99.0, 95.0, 72.0
 CONFIGS = {
-    "before": ("edge.detector.backend=haar", "edge.detector.profile=false", "edge.detector.margin=0.1",
+    "before": ("edge.detector.backend=haar", "edge.detector.haar.profile=false", "edge.detector.margin=0.1",
                "edge.flip_tta=false"),
     "haar": ("edge.detector.backend=haar",),
     "blazeface": ("edge.detector.backend=blazeface",),

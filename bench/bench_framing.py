@@ -87,9 +87,9 @@ def run() -> str:
     from fer_edge.edge.framing import FRAMINGS
     det_cfg = load_config()["edge"]["detector"]
     files = fer_sample()
-    haar = make_detector({**det_cfg, "backend": "haar", "profile": True})
+    haar = make_detector({**det_cfg, "backend": "haar", "haar": {**det_cfg["haar"], "profile": True}})
     blaze = make_detector({**det_cfg, "backend": "blazeface"})
-    frontal = make_detector({**det_cfg, "backend": "haar", "profile": False})
+    frontal = make_detector({**det_cfg, "backend": "haar", "haar": {**det_cfg["haar"], "profile": False}})
     rows = ["| framing | fitted on | faces | scale | dx | dy | in fer_edge/edge/framing.py |", "|---|---|---|---|---|---|---|"]
 
     def row(name: str, how: str, n: str, fit) -> None:

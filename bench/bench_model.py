@@ -67,7 +67,7 @@ def _models(tmp: Path) -> tuple[list[tuple[str, Path]], str]:
         return models, (f"`{SHIPPED.relative_to(ROOT)}` only (its Keras model {keras_name or '(unknown)'} "
                         "is not on this machine)")
     # No shipped model yet: the tiny test model (far smaller than the real one).
-    from tests.conftest import FER_ROOT, TINY_CONVERT, tiny_config
+    from bench.tiny_model import FER_ROOT, TINY_CONVERT, tiny_config
     from fer_edge.train.fit import run
     run_dir = run(tiny_config(FER_ROOT, tmp), fresh=True)
     keras_path = run_dir / "model.keras"

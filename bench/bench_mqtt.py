@@ -38,7 +38,7 @@ def run() -> str:
     if not CLIP.is_file():
         return f"Not measured: {CLIP} is missing (../shared is only on developer/CI machines).\n"
     try:
-        from tests.mqtt_support import MOSQUITTO, Broker, Listener
+        from bench.mqtt_broker import MOSQUITTO, Broker, Listener
     except ImportError as exc:
         return f"Not measured: {exc} (make setup installs paho-mqtt).\n"
     if MOSQUITTO is None:

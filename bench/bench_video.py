@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT.parent / "shared" / "media"
 TARGET_FPS, TARGET_FLICKER, TARGET_RESP, TARGET_RSS_MB = 150.0, 5.0, 8, 150.0
 CONFIGS = {
-    "before": ("edge.detector.backend=haar", "edge.detector.profile=false", "edge.detector.margin=0.1",
+    "before": ("edge.detector.backend=haar", "edge.detector.haar.profile=false", "edge.detector.margin=0.1",
                "edge.smoothing.method=ema", "edge.smoothing.alpha=0.5", "edge.smoothing.hysteresis=0",
                "edge.flip_tta=false"),
     "haar": ("edge.detector.backend=haar",),

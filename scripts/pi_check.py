@@ -284,7 +284,7 @@ def _service(results: dict, arch: str) -> None:
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if os.path.exists(mosquitto):
         sys.path.insert(0, str(ROOT))
-        from tests.mqtt_support import Broker, Listener
+        from bench.mqtt_broker import Broker, Listener
         broker_dir = Path(tempfile.mkdtemp(prefix="pi-check-mqtt-"))
         _cleanup.append(lambda: shutil.rmtree(broker_dir, ignore_errors=True))
         broker = Broker(broker_dir).start()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import fer_edge.edge.detect  # noqa: F401 (its backends add edge.detector.<backend> to SCHEMA)
 from fer_edge.common.config import DEFAULT_CONFIG, SCHEMA, ConfigError, defaults, display_path, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +49,8 @@ def _write(tmp_path: Path, raw: dict) -> Path:
     (lambda c: c["train"]["augment"].__setitem__("hflip", "yes"), "train.augment.hflip", ["true/false"]),
     (lambda c: c["edge"].__setitem__("flip_tta", "yes"), "edge.flip_tta", ["'yes'", "'auto'"]),
     (lambda c: c["data"].__setitem__("val_fraction", 0.9), "data.val_fraction", ["0.9", "maximum"]),
-    (lambda c: c["edge"]["detector"].__setitem__("min_neighbors", -1), "edge.detector.min_neighbors", ["-1", "minimum"]),
+    (lambda c: c["edge"]["detector"]["haar"].__setitem__("min_neighbors", -1), "edge.detector.haar.min_neighbors",
+     ["-1", "minimum"]),
     (lambda c: c["train"].__setitem__("arch", "resnet9000"), "train.arch", ["resnet9000", "default"]),
     (lambda c: c["web"].__setitem__("port", 70000), "web.port", ["70000"]),
     (lambda c: c.__setitem__("edge", [1, 2]), "edge", ["mapping"]),

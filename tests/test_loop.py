@@ -192,7 +192,7 @@ def test_corrupted_model_exits_2_naming_the_file(tiny_tflite, clip, tmp_path):
 
 
 @pytest.mark.parametrize("args,key", [
-    (["--set", "edge.detector.scale_factor=0.5"], "edge.detector.scale_factor"),
+    (["--set", "edge.detector.haar.scale_factor=0.5"], "edge.detector.haar.scale_factor"),
     (["--set", "edge.csv.on_error=maybe"], "edge.csv.on_error"),
     (["--set", "edge.camera.stall_timeout_s=-1"], "edge.camera.stall_timeout_s"),
     (["--max-frames", "-3"], "edge.max_frames"),

@@ -23,7 +23,7 @@ from tests.edge_support import ROOT, edge_cmd, edge_env, read_log
 
 pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (requirements-edge.txt)")
 
-from tests.mqtt_support import MOSQUITTO, Broker, Listener, free_port  # noqa: E402
+from bench.mqtt_broker import MOSQUITTO, Broker, Listener, free_port  # noqa: E402
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed (Debian package 'mosquitto'; "
                                                           "tests/system_deps.py installs it)")

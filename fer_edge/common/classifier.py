@@ -8,6 +8,7 @@ tests the code the edge runs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ class ModelMismatchError(ContractError):
     """The .tflite does not match its contract (shape, dtype, quantisation or number of labels)."""
 
 
-def check_against_contract(interp, contract: ModelContract, model: Path) -> None:
+def check_against_contract(interp: Any, contract: ModelContract, model: Path) -> None:
     """The model as the interpreter sees it must be the one its contract describes. Raises
     ModelMismatchError naming the file, what differs, and the fix."""
     def need(cond: bool, what: str) -> None:
@@ -73,7 +74,8 @@ class TfliteModel:
         it = self.interpreter
         it.set_tensor(self._in, tensor)
         it.invoke()
-        return it.get_tensor(self._out)[0]
+        row: np.ndarray = it.get_tensor(self._out)[0]
+        return row
 
     def probs(self, face: np.ndarray) -> np.ndarray:
         """One face -> its dequantised probabilities, summing to 1."""

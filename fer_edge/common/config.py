@@ -13,7 +13,7 @@ import math
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -46,7 +46,7 @@ class F:
     default: Any
     min: float | None = None
     max: float | None = None
-    choices: tuple | None = None
+    choices: tuple[Any, ...] | None = None
     nullable: bool = False
 
 
@@ -141,19 +141,13 @@ SCHEMA: dict[str, Any] = {
             "reconnect_backoff_s": F((int, float), 1.0, min=0.0, max=600),
             "reconnect_backoff_max_s": F((int, float), 30.0, min=0.0, max=3600),
         },
-        "detector": {
-            "backend": F(str, "haar", choices=("haar", "blazeface")),
-            "profile": F(bool, True),
-            "min_score": F(float, 0.3, min=0.05, max=0.99),
-            "model_dir": F(str, ""),
-            "scale_factor": F(float, 1.2, min=1.01, max=2.0),
-            "min_neighbors": F(int, 5, min=0, max=100),
+        "detector": {           # + one section per backend, declared by its module (see PLUGIN_POINTS)
+            "backend": F(str, "haar"),
             "min_size": F(int, 24, min=8, max=4096),
             "max_faces": F(int, 5, min=1, max=100),
             "detect_width": F(int, 320, min=0, max=8192),
             "margin": F(float, 0.0, min=-0.5, max=1.0),
             "full_scan_every": F(int, 15, min=1, max=10000),
-            "profile_every": F(int, 3, min=1, max=10000),
         },
         "tracking": {
             "iou_threshold": F(float, 0.3, min=0.0, max=1.0),
@@ -207,17 +201,55 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
+# Sections whose plugins declare sub-sections of their own, with the key that picks one: each module of
+# fer_edge/edge/detect/ adds edge.detector.<backend> when imported (register_plugin). A process that never
+# imports them (training, conversion) keeps those sub-sections as given, unchecked.
+PLUGIN_POINTS = {"edge.detector": "backend"}
+# Keys that moved, old path -> new path: the old one is refused with the new one named.
+MOVED = {f"edge.detector.{k}": f"edge.detector.{b}.{k}" for b, keys in (
+    ("haar", ("profile", "scale_factor", "min_neighbors", "profile_every")),
+    ("blazeface", ("min_score", "model_dir"))) for k in keys}
+
+
+def _section(where: str) -> dict[str, Any]:
+    node = SCHEMA
+    for part in where.split("."):
+        node = node[part]
+    return node
+
+
+def register_plugin(where: str, name: str, schema: dict[str, Any]) -> None:
+    """Add plugin ``name``'s own section ``where.name`` and make ``name`` a choice of the key that picks one."""
+    section, key = _section(where), PLUGIN_POINTS[where]
+    if name in section and name not in (section[key].choices or ()):
+        raise ValueError(f"{where}.{name} is a setting already; a plugin cannot take that name")
+    section[name] = schema
+    section[key] = replace(section[key], choices=tuple(dict.fromkeys((*(section[key].choices or ()), name))))
+
+
+def _as_given(prefix: str, raw: dict[str, Any], unknown: list[str]) -> dict[str, Any]:
+    """Sub-sections of a plugin point whose plugins this process has not registered: kept unchecked."""
+    if prefix not in PLUGIN_POINTS or _section(prefix)[PLUGIN_POINTS[prefix]].choices is not None:
+        return {}
+    return {k: copy.deepcopy(raw[k]) for k in unknown if isinstance(raw[k], dict)}
+
+
+def _refuse_moved(path: str) -> None:
+    if path in MOVED:
+        raise ConfigError(f"config key '{path}' is now '{MOVED[path]}': set that one instead")
+
+
 TOPIC_WORD = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TOPIC_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,7}")
 
 
-def defaults(schema: dict | None = None) -> dict:
+def defaults(schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """The default config as a plain nested dict."""
     schema = SCHEMA if schema is None else schema
     return {k: defaults(v) if isinstance(v, dict) else copy.deepcopy(v.default) for k, v in schema.items()}
 
 
-def with_defaults(saved: dict, schema: dict | None = None) -> dict:
+def with_defaults(saved: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """``saved`` (e.g. a run's own config.yaml, written by an older version) with the keys it lacks
     filled in from SCHEMA's defaults; keys it has are kept as they are."""
     schema = SCHEMA if schema is None else schema
@@ -230,7 +262,7 @@ def with_defaults(saved: dict, schema: dict | None = None) -> dict:
     return out
 
 
-def _type_name(t) -> str:
+def _type_name(t: type | tuple[type, ...]) -> str:
     ts = t if isinstance(t, tuple) else (t,)
     names = {int: "integer", float: "number", str: "string", bool: "true/false"}
     return " or ".join(names.get(x, x.__name__) for x in ts)
@@ -258,7 +290,7 @@ def _check_value(path: str, spec: F, value: Any) -> Any:
     return value
 
 
-def validate(raw: Any, schema: dict | None = None, prefix: str = "") -> dict:
+def validate(raw: Any, schema: dict[str, Any] | None = None, prefix: str = "") -> dict[str, Any]:
     """Validate ``raw`` against ``schema``; missing keys take their defaults."""
     schema = SCHEMA if schema is None else schema
     if raw is None:
@@ -267,11 +299,14 @@ def validate(raw: Any, schema: dict | None = None, prefix: str = "") -> dict:
         where = f"config key '{prefix}'" if prefix else "config file"
         raise ConfigError(f"{where}: expected a mapping of settings, got {type(raw).__name__} {raw!r}")
     unknown = sorted(set(raw) - set(schema))
+    for k in unknown:
+        _refuse_moved(f"{prefix}.{k}" if prefix else k)
+    out = _as_given(prefix, raw, unknown)
+    unknown = [k for k in unknown if k not in out]
     if unknown:
         p = f"{prefix}." if prefix else ""
         raise ConfigError(f"unknown config key '{p}{unknown[0]}' (value {raw[unknown[0]]!r}); "
                           f"known keys here: {', '.join(sorted(schema))}")
-    out = {}
     for key, spec in schema.items():
         path = f"{prefix}.{key}" if prefix else key
         if isinstance(spec, dict):
@@ -294,10 +329,11 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, parsed
 
 
-def apply_overrides(raw: dict, overrides: Iterable[str | tuple[str, Any]]) -> dict:
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str | tuple[str, Any]]) -> dict[str, Any]:
     raw = copy.deepcopy(raw) if raw else {}
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
+        _refuse_moved(key.strip())
         node, schema = raw, SCHEMA
         parts = key.split(".")
         for i, part in enumerate(parts):
@@ -319,18 +355,19 @@ def apply_overrides(raw: dict, overrides: Iterable[str | tuple[str, Any]]) -> di
 class _UniqueKeyLoader(yaml.SafeLoader):
     """yaml.safe_load that refuses a key given twice in one mapping (YAML keeps the last silently)."""
 
-    def construct_mapping(self, node, deep=False):
-        seen = {}
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise ConfigError(f"config key {key!r} appears twice (lines {seen[key] + 1} and "
                                   f"{key_node.start_mark.line + 1}): keep one")
             seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep)
+        return mapping
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str | tuple[str, Any]] = ()) -> dict:
+def load_config(path: str | Path | None = None, overrides: Iterable[str | tuple[str, Any]] = ()) -> dict[str, Any]:
     """Read, override and validate a config file. Raises ConfigError naming the key and value."""
     if not path and not DEFAULT_CONFIG.is_file() and ROOT != PACKAGE_DIR.parent:
         return check_combinations(validate(apply_overrides({}, overrides)))   # installed, no config.yaml: defaults
@@ -359,7 +396,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str | tuple[
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def check_combinations(cfg: dict) -> dict:
+def check_combinations(cfg: dict[str, Any]) -> dict[str, Any]:
     """Settings that are valid alone but not together, and values a type alone cannot check."""
     token = cfg["web"]["token"]
     if token and not (token.isascii() and token.isprintable() and " " not in token):

@@ -16,10 +16,10 @@ SCHEMA_VERSION = 1
 # CPython's built-in SHA-256 (as the stdlib's own `random` module does for SHA-512): hashlib would load
 # OpenSSL's libcrypto, about 3 MB of resident memory on the edge, for one hash at start.
 try:
-    from _sha2 import sha256 as _sha256          # Python >= 3.12
+    from _sha2 import sha256 as _sha256  # Python >= 3.12
 except ImportError:
     try:
-        from _sha256 import sha256 as _sha256    # Python <= 3.11
+        from _sha256 import sha256 as _sha256  # Python <= 3.11
     except ImportError:
         from hashlib import sha256 as _sha256
 
@@ -47,11 +47,12 @@ class ModelContract:
     output: Quant
     sha256: str
     precision: str
-    raw: dict = field(repr=False, compare=False)
+    raw: dict[str, Any] = field(repr=False, compare=False)
 
     @property
-    def metrics(self) -> dict:
-        return self.raw.get("metrics", {})
+    def metrics(self) -> dict[str, Any]:
+        metrics: dict[str, Any] = self.raw.get("metrics", {})
+        return metrics
 
     @property
     def mirror_inside(self) -> bool:
@@ -64,7 +65,7 @@ def sha256_file(path: str | Path) -> str:
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+    return str(h.hexdigest())
 
 
 def contract_path_for(model_path: str | Path) -> Path:
@@ -72,7 +73,7 @@ def contract_path_for(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
-def _require(d: dict, key: str, typ, where: str, path: Path):
+def _require(d: dict[str, Any], key: str, typ: type, where: str, path: Path) -> Any:
     if key not in d:
         raise ContractError(f"{path}: missing '{where}{key}'. Re-create it with `make tflite`.")
     val = d[key]
@@ -83,13 +84,13 @@ def _require(d: dict, key: str, typ, where: str, path: Path):
     return val
 
 
-def _quant(d: dict, where: str, path: Path) -> Quant:
+def _quant(d: dict[str, Any], where: str, path: Path) -> Quant:
     return Quant(dtype=_require(d, "dtype", str, where, path),
                  scale=_require(d, "scale", float, where, path),
                  zero_point=_require(d, "zero_point", int, where, path))
 
 
-def parse_contract(raw: dict, path: Path, model_file: Path | None = None) -> ModelContract:
+def parse_contract(raw: dict[str, Any], path: Path, model_file: Path | None = None) -> ModelContract:
     if not isinstance(raw, dict):
         raise ContractError(f"{path}: expected a JSON object")
     version = raw.get("schema_version")

@@ -13,7 +13,10 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # (module to import, name reported by runtime_name()) in order of preference.
 _RUNTIMES: tuple[tuple[str, str], ...] = (
@@ -30,7 +33,7 @@ RUNTIME_NOTE = "INFO: Created TensorFlow Lite"
 
 
 @contextmanager
-def _runtime_notes_filtered():
+def _runtime_notes_filtered() -> Iterator[None]:
     """Route file descriptor 2 (where the C++ runtime writes) through a temporary file for the
     duration of the block, then pass on every line but the runtime's INFO notes."""
     try:
@@ -104,7 +107,7 @@ def runtime_version() -> str:
     return "unknown"
 
 
-def make_interpreter(model_path: str | Path, num_threads: int = 1):
+def make_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
     """Load ``model_path`` (a .tflite file), allocate its tensors and return the Interpreter.
 
     Raises ModelLoadError (a ValueError) naming the file when it is missing, not a TFLite
@@ -129,7 +132,7 @@ def make_interpreter(model_path: str | Path, num_threads: int = 1):
     return interp
 
 
-def quantize(x, dtype: str, scale: float, zero_point: int):
+def quantize(x: Any, dtype: str, scale: float, zero_point: int) -> np.ndarray:
     """Float values -> a tensor of ``dtype`` the way TFLite expects: round(x / scale) + zero_point,
     clipped to the type's range. float32 tensors (scale 0) are passed through as float32."""
     import numpy as np
@@ -137,10 +140,11 @@ def quantize(x, dtype: str, scale: float, zero_point: int):
         return np.asarray(x, dtype=np.float32)
     info = np.iinfo(np.dtype(dtype))
     q = np.round(np.asarray(x, dtype=np.float32) / np.float32(scale)) + zero_point
-    return np.clip(q, info.min, info.max).astype(dtype)
+    out: np.ndarray = np.clip(q, info.min, info.max).astype(dtype)
+    return out
 
 
-def dequantize(q, scale: float, zero_point: int):
+def dequantize(q: Any, scale: float, zero_point: int) -> np.ndarray:
     """A raw output tensor -> float32: (q - zero_point) * scale; float tensors (scale 0) unchanged."""
     import numpy as np
     if scale == 0:

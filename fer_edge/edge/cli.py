@@ -78,10 +78,6 @@ def overrides_from_args(args: argparse.Namespace) -> list:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, load the config, run the loop; returns the exit code."""
     args = build_parser().parse_args(argv)
-    try:
-        cfg = load_config(args.config, overrides_from_args(args))
-    except ConfigError as exc:
-        exit_on_config_error(exc)
     if args.verbose:
         from fer_edge.common import interpreter
         interpreter.SHOW_RUNTIME_NOTES = True
@@ -90,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         # a backend's probe), no FFmpeg decoder chatter; the loop reports what fails itself.
         os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    from fer_edge.edge.loop import run   # after the config check: bad flags fail fast, before cv2/LiteRT load
+    import fer_edge.edge.detect  # noqa: F401 (its backends add their config sections, edge.detector.<backend>)
+    try:
+        cfg = load_config(args.config, overrides_from_args(args))
+    except ConfigError as exc:
+        exit_on_config_error(exc)
+    from fer_edge.edge.loop import run  # after the config check: bad flags fail fast, before LiteRT loads
     return run(cfg, stats_json=_cli_path(args.stats_json) if args.stats_json else None, headless=args.headless,
                quiet=args.quiet)

@@ -137,6 +137,7 @@ class CsvLog:
             self._write_all(self.header)
 
     def _write_all(self, data: bytes) -> None:
+        assert self._fd is not None
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
@@ -199,6 +200,7 @@ class CsvLog:
             except OSError as exc:
                 self._fail(exc, len(lines))
                 return 0
+        assert self._fd is not None
         try:
             if os.fstat(self._fd).st_size < self._size:     # truncated under us (logrotate copytruncate)
                 self._size = 0
@@ -233,6 +235,7 @@ class CsvLog:
 
     def _cut_back(self, size: int) -> None:
         """Truncate the file to ``size`` bytes (the end of the last whole row); shrinking works on a full disk."""
+        assert self._fd is not None
         try:
             os.ftruncate(self._fd, size)
             self._size = size

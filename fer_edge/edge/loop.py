@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -28,14 +29,17 @@ from fer_edge.common.interpreter import ModelLoadError, RuntimeMissingError
 from fer_edge.edge.console import Progress, has_display, say
 from fer_edge.edge.csvlog import CsvLog, CsvLogError
 from fer_edge.edge.detect import DetectorError
-from fer_edge.edge.telemetry import LiveState
 from fer_edge.edge.mqtt import MqttConfigError, MqttReporter
 from fer_edge.edge.notify import Watchdog, notify
 from fer_edge.edge.pipeline import Pipeline
 from fer_edge.edge.runstats import RunRecord, write_stats
-from fer_edge.edge.sources import Capture, FrameSource, SourceError, make_source, open_interruptible
 from fer_edge.edge.signals import Signals
+from fer_edge.edge.sources import Capture, FrameSource, SourceError, make_source, open_interruptible
+from fer_edge.edge.telemetry import LiveState
 from fer_edge.edge.types import Frame
+
+if TYPE_CHECKING:
+    from fer_edge.edge.web.server import WebServer
 
 WINDOW = "fer-edge"
 STATUS_EVERY_S = 5.0
@@ -84,8 +88,8 @@ class Service:
         self.watchdog = Watchdog()
         self.watch = StallWatch(float(self.e["camera"]["stall_timeout_s"]))
         self.capture: Capture | None = None
-        self.web = None
-        self.mqtt = None                 # MqttReporter when mqtt.enabled
+        self.web: WebServer | None = None
+        self.mqtt: MqttReporter | None = None
         self.progress = Progress(None, quiet=True)
         self.fps = 0.0
         self._dropped_seen = 0
@@ -187,9 +191,10 @@ class Service:
         max_frames = e["max_frames"]
         stall = float(cam["stall_timeout_s"])
         self._start_capture()
+        assert self.capture is not None
         notify(f"READY=1\nSTATUS=running: {self.source.name} -> {self.log.path}")
         det = self.pipeline.detector
-        detector = det.backend + ("+profile" if getattr(det, "profile", None) is not None else "")
+        detector = det.describe()
         web = f", web {self.web.url}" if self.web is not None else ""
         if self.mqtt is not None:
             web += f", mqtt {self.mqtt.where} as {self.mqtt.device}"
@@ -237,6 +242,7 @@ class Service:
             if item.kind == "corrupt":
                 self._corrupt(item.message)
                 continue
+            assert item.grab is not None and item.timestamp is not None     # a frame, not an end or an error
             image = item.grab.image
             if self.source.live and watch.frozen(image, now):
                 if not self._reconnect(f"frozen: the same frame for {stall:g} s"):
@@ -336,6 +342,7 @@ class Service:
         return self.record.stats(code, self.frames, self.faces, self.log, self.live.metrics)
 
     def write_stats(self, code: int) -> None:
+        assert self.stats_json is not None
         write_stats(self.stats_json, self.stats(code), say)
 
 

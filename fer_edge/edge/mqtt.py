@@ -80,9 +80,9 @@ class FaceEvents:
         events: list[dict] = []
         seen = {f[0] for f in snap.faces}
         for face_id in list(self.faces):
-            rec = self.faces[face_id]
-            if snap.still or (face_id not in seen and now - rec["seen"] >= END_AFTER_S):
-                events.append(self._end(rec))
+            old = self.faces[face_id]
+            if snap.still or (face_id not in seen and now - old["seen"] >= END_AFTER_S):
+                events.append(self._end(old))
                 del self.faces[face_id]
         for face in snap.faces:
             face_id, label = face[0], face[1]
@@ -107,9 +107,9 @@ class FaceEvents:
 
     def state(self, snap: Snapshot) -> dict:
         labels = Counter(f[1] for f in snap.faces)
-        conf = Counter()
+        conf: dict[str, float] = {}
         for f in snap.faces:
-            conf[f[1]] += float(f[2])
+            conf[f[1]] = conf.get(f[1], 0.0) + float(f[2])
         dominant = max(labels, key=lambda k: (labels[k], conf[k])) if labels else "none"
         return {"device": self.device, "source": snap.source, "timestamp": _iso(snap.time),
                 "faces": len(snap.faces), "dominant_emotion": dominant,

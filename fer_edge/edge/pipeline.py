@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from fer_edge.edge.classify import EmotionClassifier
 from fer_edge.edge.detect import Detector, make_detector
 from fer_edge.edge.framing import crop_face
 from fer_edge.edge.tracking import IouTracker, Smoother
-from fer_edge.edge.types import Detection, Face, Frame, FrameResult
+from fer_edge.edge.types import Box, Detection, Face, Frame, FrameResult
 
 
 def checked_image(image: np.ndarray) -> np.ndarray:
@@ -33,7 +34,7 @@ def checked_image(image: np.ndarray) -> np.ndarray:
     return to_gray(image)          # converts other dtypes, or raises with the reason
 
 
-def _face(face_id: int, box, probs: np.ndarray, k: int | None = None, *, labels: tuple[str, ...]) -> Face:
+def _face(face_id: int, box: Box, probs: np.ndarray, k: int | None = None, *, labels: tuple[str, ...]) -> Face:
     k = int(np.argmax(probs)) if k is None else k
     return Face(face_id=face_id, box=box, probs=probs, label=labels[k], confidence=float(probs[k]))
 
@@ -43,30 +44,26 @@ class Pipeline:
 
     def __init__(self, detector: Detector, classifier: EmotionClassifier,
                  tracker: IouTracker | None = None, smoother: Smoother | None = None,
-                 full_scan_every: int = 1, margin: float = 0.0, thorough_every: int = 1,
-                 flip_stills: bool = False):
+                 full_scan_every: int = 1, margin: float = 0.0, flip_stills: bool = False):
         self.detector = detector
         self.margin = float(margin)
-        self.thorough_every = int(thorough_every)
         self.flip_stills = bool(flip_stills)          # photos: mirror averaging even when video goes without
-        self._full_scans = 0
         self.classifier = classifier
         self.tracker = tracker if tracker is not None else IouTracker()
         self.smoother = smoother if smoother is not None else Smoother("none")
         self.full_scan_every = int(full_scan_every)
-        self._last_boxes: list = []
+        self._last_boxes: list[Box] = []
         self._since_full = 0
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Pipeline":
+    def from_config(cls, cfg: dict[str, Any]) -> "Pipeline":
         """Build every stage from the full config (``cfg['edge']``); loads the model once."""
         e = cfg["edge"]
         d = e["detector"]
         return cls(make_detector(d, threads=e["threads"]),
                    EmotionClassifier(resolve_path(e["model"]), threads=e["threads"], flip_tta=e["flip_tta"] is True),
                    IouTracker.from_config(e["tracking"]), Smoother.from_config(e["smoothing"]),
-                   full_scan_every=d["full_scan_every"], margin=d["margin"],
-                   thorough_every=d["profile_every"], flip_stills=e["flip_tta"] in (True, "auto"))
+                   full_scan_every=d["full_scan_every"], margin=d["margin"], flip_stills=e["flip_tta"] in (True, "auto"))
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -104,17 +101,15 @@ class Pipeline:
         return self.classifier.classify([self.crop(image, d) for d in dets], flip=True if still and self.flip_stills else None)
 
     def _detect(self, image: np.ndarray) -> list[Detection]:
-        """Full scan every ``full_scan_every`` frames (and whenever a face was lost), every
-        ``thorough_every``-th of them thorough; in between, the much cheaper search near the last
-        frame's faces."""
+        """Full scan every ``full_scan_every`` frames (and whenever a face was lost; the detector decides
+        which of them are thorough); in between, the much cheaper search near the last frame's faces."""
         self._since_full += 1
         if self._last_boxes and self._since_full < self.full_scan_every:
             dets = self.detector.detect_near(image, self._last_boxes)
             if len(dets) < len(self._last_boxes):
                 self._since_full = self.full_scan_every      # someone left or moved fast: look everywhere next
         else:
-            dets = self.detector.detect(image, thorough=self._full_scans % self.thorough_every == 0)
-            self._full_scans += 1
+            dets = self.detector.scan(image)
             self._since_full = 0
         self._last_boxes = [d.box for d in dets]
         return dets

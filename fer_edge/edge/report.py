@@ -245,6 +245,7 @@ class Report:
                       key=lambda x: -x[1])
 
     def summary_md(self, log: Path) -> str:
+        assert self.first is not None and self.last is not None     # a report has rows
         t0 = datetime.fromtimestamp(self.first, timezone.utc)
         t1 = datetime.fromtimestamp(self.last, timezone.utc)
         out = [f"# Emotion report: {log.name}", "",
@@ -312,7 +313,7 @@ class Report:
         starts = [datetime.fromtimestamp((lo + i) * self.every, timezone.utc) for i in range(n + 1)]
         xs = [t for i in range(n) for t in (starts[i], starts[i + 1])]
         fig, (ax, axf) = plt.subplots(2, 1, figsize=(11, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-        colors = plt.get_cmap("tab10").colors
+        colors = plt.get_cmap("tab10").colors          # type: ignore[attr-defined]  # a ListedColormap
         bottom = np.zeros(2 * n)
         for i, name in enumerate(self.labels):
             ys = np.repeat(shares[i], 2)
@@ -343,7 +344,7 @@ class Report:
 
         faces = [t for _, _, t in sorted(self.top_faces, key=lambda x: (-x[0], x[1]))]
         fig, ax = plt.subplots(figsize=(11, 0.9 + 0.38 * max(len(faces), 1)))
-        colors = plt.get_cmap("tab10").colors
+        colors = plt.get_cmap("tab10").colors          # type: ignore[attr-defined]  # a ListedColormap
         names = []
         for row, t in enumerate(faces):
             seen = max(t.last - t.start, 0.0)
@@ -432,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    assert rep.first is not None and rep.last is not None
     top = ", ".join(f"{name} {pct:.1f}%" for name, _, pct in rep.shares()[:3])
     print(f"{rep.rows:,} rows, {rep.faces:,} faces, {_fmt_dur(rep.last - rep.first)} ({top}); "
           f"{rep.malformed:,} malformed skipped -> {out}/" + ("{summary.md,timeline.png,faces.png}" if charts else "summary.md"))

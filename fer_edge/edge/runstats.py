@@ -29,9 +29,9 @@ def peak_rss_mb() -> float | None:
 class RunRecord:
     """Timings per stage (the last STAGES_KEPT of each) and the photos in which no face was found."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.started = time.time()
-        self.stages: dict[str, deque] = {}
+        self.stages: dict[str, deque[float]] = {}
         self.no_face: list[str] = []
         self.no_face_count = 0
 

@@ -113,7 +113,7 @@ class OpenCvSource:
         self.size = (width, height, fps)
         # What the log, messages and the web view show: never a URL's password or token.
         self.name = f"camera {target}" if isinstance(target, int) else redact_url(str(target))
-        self._cap = None
+        self._cap: cv2.VideoCapture | None = None
 
     def open(self) -> None:
         if isinstance(self.target, str) and "://" in self.target:
@@ -233,7 +233,7 @@ class PiCameraSource:
     """The Raspberry Pi camera through picamera2 (apt: python3-picamera2; never from pip)."""
 
     live = True
-    length = None
+    length: int | None = None
 
     def __init__(self, width: int = 640, height: int = 480, fps: int = 30):
         self.size = (width, height, fps)

@@ -95,7 +95,7 @@ class LiveState:
         between gets the cached bytes, so N watchers cost one encode. Runs in the caller's thread:
         the edge loop never waits for it (publish() does not take the encode lock).
         """
-        from fer_edge.edge.overlay import draw   # imported here: only needed once somebody watches
+        from fer_edge.edge.overlay import draw  # imported here: only needed once somebody watches
 
         with self._jpeg_lock:
             now = time.monotonic()

@@ -6,6 +6,7 @@ cannot tell two people apart. Both are plain state machines with no OpenCV or mo
 from __future__ import annotations
 
 from collections import deque
+from typing import Any, cast
 
 import numpy as np
 
@@ -23,7 +24,7 @@ class IouTracker:
         self.dropped: list[int] = []                       # ids dropped by the last update
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "IouTracker":
+    def from_config(cls, cfg: dict[str, Any]) -> "IouTracker":
         """From the ``edge.tracking`` section."""
         return cls(cfg["iou_threshold"], cfg["max_missed"])
 
@@ -49,10 +50,11 @@ class IouTracker:
                 else:
                     self._tracks[fid] = (tb, missed + 1)
         for i, b in enumerate(boxes):
-            if ids[i] is None:
-                ids[i] = self._next_id
+            face_id = ids[i]
+            if face_id is None:
+                face_id = ids[i] = self._next_id
                 self._next_id += 1
-            self._tracks[ids[i]] = (b, 0)
+            self._tracks[face_id] = (b, 0)
         return ids  # type: ignore[return-value]
 
 
@@ -75,11 +77,11 @@ class Smoother:
             raise ValueError(f"smoothing method {method!r} is not one of {', '.join(self.METHODS)}")
         self.method, self.alpha, self.window = method, float(alpha), int(window)
         self.hysteresis = float(hysteresis)
-        self._state: dict[int, np.ndarray | deque] = {}
+        self._state: dict[int, np.ndarray | deque[np.ndarray]] = {}
         self._label: dict[int, int] = {}
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Smoother":
+    def from_config(cls, cfg: dict[str, Any]) -> "Smoother":
         """From the ``edge.smoothing`` section."""
         return cls(cfg["method"], cfg["alpha"], cfg["window"], cfg["hysteresis"])
 
@@ -87,17 +89,19 @@ class Smoother:
         if self.method == "none":
             return probs
         if self.method == "window":
-            hist = self._state.setdefault(face_id, deque(maxlen=self.window))
+            hist = cast("deque[np.ndarray]", self._state.setdefault(face_id, deque(maxlen=self.window)))
             hist.append(probs)
-            return np.mean(hist, axis=0)
+            mean: np.ndarray = np.mean(hist, axis=0)
+            return mean
         x = np.log(np.maximum(probs, self.FLOOR)) if self.method == "logema" else probs
-        prev = self._state.get(face_id)
+        prev = cast("np.ndarray | None", self._state.get(face_id))
         cur = x if prev is None else self.alpha * x + (1.0 - self.alpha) * prev
         self._state[face_id] = cur
         if self.method == "ema":
             return cur
         e = np.exp(cur - cur.max())
-        return (e / e.sum()).astype(np.float32)
+        out: np.ndarray = (e / e.sum()).astype(np.float32)
+        return out
 
     def update(self, face_id: int, probs: np.ndarray) -> tuple[np.ndarray, int]:
         """``face_id``'s smoothed probabilities after this frame's ``probs`` (they sum to 1) and

@@ -1,9 +1,12 @@
 """Face detection backends behind one interface, chosen with ``edge.detector.backend``.
 
-A detector has ``detect(image, thorough)`` (a full scan of a gray, BGR or BGRA uint8 frame; a
-backend may leave its costliest part out when not ``thorough``, between thorough scans of video) and
-``detect_near(image, boxes)`` (the cheap search near last frame's faces, between full scans); both
-return ``Detection``s in full-frame pixels, largest first, at most ``max_faces``. Backends:
+Each backend is one module of this package that registers itself (``@register(name, schema)`` of
+``base``) with its own config section, ``edge.detector.<name>``; importing this package imports every
+module here, as Frigate's detector_types does. A detector has ``detect(image, thorough)`` (a full scan
+of a gray, BGR or BGRA uint8 frame), ``scan(image)`` (a full scan of video: a backend may leave its
+costliest part out of some) and ``detect_near(image, boxes)`` (the cheap search near last frame's
+faces, between full scans); all return ``Detection``s in full-frame pixels, largest first, at most
+``max_faces``. Backends:
 
 - ``haar`` (edge.detect.haar): OpenCV's frontal cascade, optionally with the profile cascade on the
   frame and its mirror for turned faces. No model file beyond what opencv-python ships.
@@ -13,23 +16,42 @@ return ``Detection``s in full-frame pixels, largest first, at most ``max_faces``
 """
 from __future__ import annotations
 
-from fer_edge.edge.detect.base import Detector, DetectorError, clip_box, overlap_small, suppress_nested
+import importlib
+import pkgutil
+from typing import Any
 
-BACKENDS = ("haar", "blazeface")
+from fer_edge.common.config import validate
+from fer_edge.edge.detect.base import (
+    BACKENDS,
+    Detector,
+    DetectorError,
+    clip_box,
+    overlap_small,
+    register,
+    suppress_nested,
+)
 
 
-def make_detector(det_cfg: dict, threads: int = 1) -> Detector:
-    """The backend named by ``edge.detector.backend``, built from that config section.
+def load_plugins() -> None:
+    """Import every backend module of this package: each registers itself and its config section."""
+    for mod in pkgutil.iter_modules(__path__, f"{__name__}."):
+        if mod.name != f"{__name__}.base":
+            importlib.import_module(mod.name)
+
+
+def make_detector(det_cfg: dict[str, Any], threads: int = 1) -> Detector:
+    """The backend named by ``edge.detector.backend``, built from that config section and its own.
 
     Raises DetectorError naming the file or package and the command that fixes it."""
-    backend = det_cfg["backend"]
-    if backend == "haar":
-        from fer_edge.edge.detect.haar import HaarDetector
-        return HaarDetector.from_config(det_cfg)
-    if backend == "blazeface":
-        from fer_edge.edge.detect.blazeface import BlazeFaceDetector
-        return BlazeFaceDetector.from_config(det_cfg, threads=threads)
-    raise DetectorError(f"config key 'edge.detector.backend': {backend!r} is not one of {', '.join(BACKENDS)}")
+    name = det_cfg["backend"]
+    if name not in BACKENDS:
+        raise DetectorError(f"config key 'edge.detector.backend': {name!r} is not one of {', '.join(BACKENDS)}")
+    backend = BACKENDS[name]
+    own = validate(det_cfg.get(name), backend.schema, f"edge.detector.{name}")   # idempotent on a loaded config
+    return backend.build(det_cfg, own, threads)
 
 
-__all__ = ["BACKENDS", "Detector", "DetectorError", "make_detector", "suppress_nested", "overlap_small", "clip_box"]
+load_plugins()
+
+__all__ = ["BACKENDS", "Detector", "DetectorError", "load_plugins", "make_detector", "register",
+           "suppress_nested", "overlap_small", "clip_box"]

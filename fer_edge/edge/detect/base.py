@@ -1,10 +1,13 @@
-"""What every detector backend shares: the interface, the start-up error, and box helpers."""
+"""What every detector backend shares: the interface, the registry, the start-up error, and box helpers."""
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, TypeVar
 
 import numpy as np
 
+from fer_edge.common.config import register_plugin
+from fer_edge.edge.framing import FRAMINGS, Framing
 from fer_edge.edge.types import Box, Detection
 
 
@@ -16,8 +19,47 @@ class Detector(Protocol):
     backend: str
     max_faces: int
 
-    def detect(self, image: np.ndarray, thorough: bool = True) -> list[Detection]: ...
-    def detect_near(self, image: np.ndarray, near: list[Box]) -> list[Detection]: ...
+    def describe(self) -> str:
+        """The backend as the start line names it, e.g. ``haar+profile``."""
+        ...
+
+    def detect(self, image: np.ndarray, thorough: bool = True) -> list[Detection]:
+        """A full scan; without ``thorough`` a backend may leave its costliest part out."""
+        ...
+
+    def scan(self, image: np.ndarray) -> list[Detection]:
+        """A full scan of the next video frame: the backend decides which scans are thorough."""
+        ...
+
+    def detect_near(self, image: np.ndarray, near: list[Box]) -> list[Detection]:
+        """The cheap search near last frame's faces, between full scans."""
+        ...
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A registered backend: its config section ``edge.detector.<name>`` and how it is built from
+    the common keys, its own section and the interpreter threads."""
+    name: str
+    schema: dict[str, Any]
+    build: Callable[[dict[str, Any], dict[str, Any], int], Detector]
+
+
+BACKENDS: dict[str, Backend] = {}
+T = TypeVar("T")
+
+
+def register(name: str, schema: dict[str, Any], framing: Framing | None = None) -> Callable[[T], T]:
+    """Class decorator of a backend module: ``@register("haar", {...})`` on a class with
+    ``from_config(common, own, threads)``. Adds ``edge.detector.<name>`` to the config schema, and
+    ``framing`` (how its boxes map onto FER's face square) for the detections it names ``name``."""
+    def add(cls: T) -> T:
+        BACKENDS[name] = Backend(name, schema, getattr(cls, "from_config"))
+        register_plugin("edge.detector", name, schema)
+        if framing is not None:
+            FRAMINGS[name] = framing
+        return cls
+    return add
 
 
 def overlap_small(a: Box, b: Box) -> float:

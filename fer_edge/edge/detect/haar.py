@@ -1,4 +1,4 @@
-"""The ``haar`` backend: OpenCV's frontal-face cascade, plus (``edge.detector.profile``) the profile
+"""The ``haar`` backend: OpenCV's frontal-face cascade, plus (``edge.detector.haar.profile``) the profile
 cascade on the frame and on its mirror image, which finds half-turned faces the frontal one misses.
 
 Detect small, draw big: the cascades run on a gray copy downscaled to ``detect_width`` and the
@@ -8,12 +8,14 @@ opencv-python < 5 ships both cascade files in cv2.data.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from fer_edge.common.config import F
 from fer_edge.common.preprocess import to_gray
-from fer_edge.edge.detect.base import DetectorError, suppress_nested
+from fer_edge.edge.detect.base import DetectorError, register, suppress_nested
 from fer_edge.edge.types import Box, Detection
 
 FRONTAL = "haarcascade_frontalface_default.xml"
@@ -48,6 +50,16 @@ def load_cascade(path: Path) -> cv2.CascadeClassifier:
     return cascade
 
 
+# edge.detector.haar
+CONFIG = {
+    "profile": F(bool, True),
+    "scale_factor": F(float, 1.2, min=1.01, max=2.0),
+    "min_neighbors": F(int, 5, min=0, max=100),
+    "profile_every": F(int, 3, min=1, max=10000),
+}
+
+
+@register("haar", CONFIG)
 class HaarDetector:
     """Haar cascade face detector; ``detect`` returns full-frame detections, largest first."""
 
@@ -55,7 +67,8 @@ class HaarDetector:
 
     def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 40,
                  max_faces: int = 5, detect_width: int = 320, profile: bool = False,
-                 cascade_path: str | Path | None = None, profile_path: str | Path | None = None):
+                 cascade_path: str | Path | None = None, profile_path: str | Path | None = None,
+                 profile_every: int = 1):
         self.cascade_path = Path(cascade_path) if cascade_path is not None else opencv_cascade(FRONTAL)
         self.cascade = load_cascade(self.cascade_path)
         self.profile = None
@@ -67,20 +80,31 @@ class HaarDetector:
         self.min_size = int(min_size)
         self.max_faces = int(max_faces)
         self.detect_width = int(detect_width)
+        self.profile_every = int(profile_every)
+        self._scans = 0
 
     @classmethod
-    def from_config(cls, det_cfg: dict) -> "HaarDetector":
-        """Build from the ``edge.detector`` section of config.yaml."""
-        return cls(scale_factor=det_cfg["scale_factor"], min_neighbors=det_cfg["min_neighbors"],
+    def from_config(cls, det_cfg: dict, own: dict, threads: int = 1) -> "HaarDetector":
+        """Build from config.yaml's ``edge.detector`` section and its ``haar`` section (``own``)."""
+        return cls(scale_factor=own["scale_factor"], min_neighbors=own["min_neighbors"],
                    min_size=det_cfg["min_size"], max_faces=det_cfg["max_faces"],
-                   detect_width=det_cfg["detect_width"], profile=det_cfg["profile"])
+                   detect_width=det_cfg["detect_width"], profile=own["profile"], profile_every=own["profile_every"])
+
+    def describe(self) -> str:
+        return self.backend + ("+profile" if self.profile is not None else "")
+
+    def scan(self, image: np.ndarray) -> list[Detection]:
+        """A full scan of the next video frame, with the profile cascades on every ``profile_every``-th."""
+        thorough = self._scans % self.profile_every == 0
+        self._scans += 1
+        return self.detect(image, thorough=thorough)
 
     def _scan(self, small: np.ndarray, min_px: int, max_px: int = 0, scale_factor: float | None = None,
-              profile: bool = True, profile_if_none: bool = False) -> list[tuple[tuple[int, int, int, int], str]]:
+              profile: bool = True, profile_if_none: bool = False) -> list[tuple[tuple[int, ...], str]]:
         """The cascades over one gray image: (x, y, w, h) in its pixels, with the framing name. The
         profile cascade runs always, or with ``profile_if_none`` only when the frontal one found nothing."""
-        kw = {"scaleFactor": scale_factor or self.scale_factor, "minNeighbors": self.min_neighbors,
-              "minSize": (min_px, min_px)}
+        kw: dict[str, Any] = {"scaleFactor": scale_factor or self.scale_factor, "minNeighbors": self.min_neighbors,
+                              "minSize": (min_px, min_px)}
         if max_px:
             kw["maxSize"] = (max_px, max_px)
         out = [(tuple(r), "haar") for r in self.cascade.detectMultiScale(small, **kw)]

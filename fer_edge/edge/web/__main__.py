@@ -22,12 +22,13 @@ def main(argv=None) -> int:
     overrides += [("edge.model", args.model)] if args.model else []
     overrides += [("web.host", args.host)] if args.host else []
     overrides += [("web.port", args.port)] if args.port is not None else []
+    import fer_edge.edge.detect  # noqa: F401 (its backends add their config sections, edge.detector.<backend>)
     try:
         cfg = load_config(args.config, overrides)
     except ConfigError as exc:
         exit_on_config_error(exc)
 
-    # Imported after the config check so a typo is reported without loading OpenCV/TFLite first.
+    # Imported after the config check so a typo is reported without loading TFLite first.
     from fer_edge.edge.pipeline import Pipeline
     from fer_edge.edge.web.server import WebError, WebServer
 

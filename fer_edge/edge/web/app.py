@@ -10,7 +10,7 @@ import base64
 import threading
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
@@ -75,6 +75,7 @@ class WebState:
 
     def analyze(self, image) -> tuple[list[Face], bytes]:
         """Faces of one photo and the annotated JPEG (runs in a worker thread)."""
+        assert self.analyzer is not None           # the upload routes exist only with an analyzer
         with self.analyze_lock:
             faces = self.analyzer.analyze_image(image)
             self.predictions += 1
@@ -121,7 +122,7 @@ def create_app(cfg: dict, live: LiveState | None, analyzer: Analyzer | None, loo
         if live is None:
             return JSONResponse({"live": False, "faces": [], "fps": 0.0, "uptime_s": round(st.uptime(), 1)})
         result, fps, seq = live.snapshot()
-        body = {"live": True, "seq": seq, "fps": round(fps, 2), "uptime_s": round(st.uptime(), 1),
+        body: dict[str, Any] = {"live": True, "seq": seq, "fps": round(fps, 2), "uptime_s": round(st.uptime(), 1),
                 "watchers": live.watchers, "frame": None, "faces": []}
         if result is not None:
             f = result.frame

@@ -58,7 +58,7 @@ class WebServer:
                   file=sys.stderr, flush=True)
         # h11 + asyncio: pure Python, nothing to compile on a Pi; no access log (it would hold ?token=).
         config = uvicorn.Config(self.app, http="h11", loop="asyncio", ws="none", lifespan="off",
-                                log_level="warning", access_log=False, timeout_graceful_shutdown=STOP_TIMEOUT_S)
+                                log_level="warning", access_log=False, timeout_graceful_shutdown=int(STOP_TIMEOUT_S))
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -95,6 +95,7 @@ class WebServer:
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.start()
+            assert self._thread is not None
             while not stop.wait(0.5):
                 if not self._thread.is_alive():
                     raise WebError(f"web server on {self.url} stopped unexpectedly: {self._error!r}")

@@ -30,7 +30,8 @@ class Broadcaster:
 
     def __init__(self, live: LiveState, fps: float, quality: int, stopping: threading.Event):
         self.live, self.fps, self.quality, self.stopping = live, fps, quality, stopping
-        self.seq, self.jpeg = -1, None
+        self.seq = -1
+        self.jpeg: bytes | None = None
         self.clients = 0
         self._task: asyncio.Task | None = None
         self._new: asyncio.Event | None = None
@@ -38,6 +39,7 @@ class Broadcaster:
 
     def _wake(self) -> None:
         new, self._new = self._new, asyncio.Event()
+        assert new is not None
         new.set()
 
     async def _produce(self) -> None:

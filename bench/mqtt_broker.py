@@ -1,4 +1,4 @@
-"""A real MQTT broker for the tests and the benchmark: Debian's mosquitto as a plain process on a free
+"""A real MQTT broker for the MQTT benchmark and tests: Debian's mosquitto as a plain process on a free
 loopback port, and a subscriber that records what it sees."""
 from __future__ import annotations
 
