@@ -4,12 +4,19 @@ the documented exit code or HTTP status, bounded time and bounded memory."""
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 
-from tests.edge_support import run_edge
+from tests.edge_support import ROOT, run_edge
+from tests.test_hostile import start_web, stop_web
+
+
+MODEL = ROOT / "models" / "emotion_int8.tflite"    # the committed model: these tests need no training
 
 
 @pytest.fixture(scope="module")
@@ -32,3 +39,94 @@ def test_a_backtracking_pnm_header_in_a_folder_is_skipped_and_the_photo_before_i
     assert "b.ppm" in r.stderr and "Traceback" not in r.stderr
     s = json.loads(stats.read_text())
     assert s["frames"] == 2 and s["corrupt_frames"] == 1
+
+
+# ---- 2. slowloris, 3. slow uploads ------------------------------------------------------------------
+
+def _slow_peer(port: int, head: bytes) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=2)
+    s.sendall(head)
+    return s
+
+
+def _closed_within(s: socket.socket, seconds: float) -> bool:
+    s.settimeout(seconds)
+    try:
+        return s.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def guarded_server():
+    url, proc = start_web(MODEL, "--set", "web.max_connections=20", "--set", "web.request_timeout_s=2",
+                          "--set", "web.max_concurrent_predictions=1")
+    yield url, proc
+    stop_web(proc)
+
+
+def test_slowloris_peers_are_cut_off_and_surplus_connections_refused(guarded_server):
+    url, proc = guarded_server
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    peers = [_slow_peer(port, b"GET /api/health HTTP/1.1\r\nHost: x\r\n") for _ in range(40)]
+    try:
+        time.sleep(0.5)
+        refused = sum(_closed_within(s, 0.2) for s in peers)
+        assert refused >= 15, f"only {refused} of 40 connections above web.max_connections=20 were closed"
+        assert all(_closed_within(s, 4.0) for s in peers), "a peer that never finished its head was kept"
+        assert httpx.get(url + "api/health", timeout=5).status_code == 200
+    finally:
+        for s in peers:
+            s.close()
+
+
+def test_a_descriptor_flood_gives_a_note_not_tracebacks():
+    import resource
+
+    def low_fd_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (160, 160))
+    url, proc = start_web(MODEL, "--set", "web.max_connections=5000", preexec_fn=low_fd_limit)
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    peers = []
+    try:
+        for _ in range(300):
+            try:
+                peers.append(_slow_peer(port, b"GET / HTTP/1.1\r\n"))
+            except OSError:
+                break
+        time.sleep(3)
+        for s in peers:
+            s.close()
+        peers = []
+        time.sleep(1)
+        assert httpx.get(url + "api/health", timeout=5).status_code == 200
+    finally:
+        for s in peers:
+            s.close()
+        out = stop_web(proc)
+    assert "Traceback" not in out and "out of file descriptors" in out, out[-3000:]
+    assert out.count("\n") < 20, f"{out.count(chr(10))} lines: {out[:3000]}"
+
+
+def test_slow_uploads_do_not_hold_the_analysis_slot_and_meet_a_deadline(guarded_server, photo):
+    url, _ = guarded_server
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    head = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 100000\r\n\r\n--b\r\n")
+    trickle = [_slow_peer(port, head) for _ in range(2)]
+    try:
+        for _ in range(3):
+            time.sleep(0.3)
+            for s in trickle:
+                s.sendall(b"x")
+        r = httpx.post(url + "api/predict", files={"image": ("ok.jpg", photo, "image/jpeg")}, timeout=30)
+        assert r.status_code == 200, r.text
+        for s in trickle:
+            s.settimeout(5)
+            answer = s.recv(4096)
+            assert b" 408 " in answer.split(b"\r\n", 1)[0] and b"web.request_timeout_s" in answer, answer[:300]
+    finally:
+        for s in trickle:
+            s.close()

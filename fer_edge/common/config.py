@@ -182,6 +182,8 @@ SCHEMA: dict[str, Any] = {
         "stream_fps": F((int, float), 10.0, min=0.1, max=60),
         "jpeg_quality": F(int, 80, min=10, max=100),
         "history_minutes": F(int, 360, min=0, max=1440),
+        "max_connections": F(int, 100, min=4, max=10000),
+        "request_timeout_s": F((int, float), 10.0, min=0.5, max=3600),
     },
     "mqtt": {
         "enabled": F(bool, False),
