@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import time
+from pathlib import Path
 
 import cv2
 import httpx
@@ -130,3 +132,34 @@ def test_slow_uploads_do_not_hold_the_analysis_slot_and_meet_a_deadline(guarded_
     finally:
         for s in trickle:
             s.close()
+
+
+# ---- 4. EXIF orientation, 13. one reader for uploads and folders --------------------------------------
+
+def exif_rotated_jpeg(image: np.ndarray, orientation: int) -> bytes:
+    """A JPEG of ``image`` whose EXIF says how to turn it (6: rotate 90 degrees clockwise to view)."""
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    exif = b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + jpeg[2:]
+
+
+def test_uploads_files_and_folders_read_a_photo_alike_upright_and_at_any_depth(tmp_path):
+    from fer_edge.edge.sources import ImageSource
+    from fer_edge.edge.web.upload import decode_image
+    wide = np.zeros((40, 100, 3), np.uint8)
+    wide[:, :10] = 255                                          # a bright stripe at the left edge
+    photos = {"portrait.jpg": exif_rotated_jpeg(wide, 6),
+              "float.tif": cv2.imencode(".tiff", np.full((30, 50, 3), 0.5, np.float32))[1].tobytes()}
+    for name, data in photos.items():
+        (tmp_path / name).write_bytes(data)
+    src = ImageSource(tmp_path)
+    src.open()
+    read = {Path(g.label).name: g.image for g in iter(src.read, None)}
+    upright = read["portrait.jpg"]
+    assert upright.shape[:2] == (100, 40), "EXIF orientation 6 was ignored for an image file"
+    assert upright[:10].mean() > 200 and upright[-10:].mean() < 50     # the stripe is now at the top
+    for name, data in photos.items():
+        uploaded = decode_image(data, name)
+        assert uploaded.shape == read[name].shape and np.abs(uploaded.astype(int) - read[name]).max() <= 1, name
+    assert 120 <= read["float.tif"].mean() <= 135                      # 0.5 in 0..1 floats: mid grey

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import cv2
 import numpy as np
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
-from fer_edge.edge.imagesize import HEADER_BYTES, ImageTooLarge, check_size
+from fer_edge.edge.imageread import as_bgr, decode
+from fer_edge.edge.imagesize import ImageTooLarge
 
 FIELD = "image"
 
@@ -85,19 +85,15 @@ async def read_image_field(request: Request, max_bytes: int, timeout_s: float = 
 
 
 def decode_image(data: bytes, filename: str = "", max_mp: float = 40.0) -> np.ndarray:
-    """Photo bytes -> BGR image. Its size is read from the header first: UploadError 413 above
+    """Photo bytes -> BGR image, read as image files and folders are (imageread.decode: EXIF
+    orientation, any depth). Its size is read from the header first: UploadError 413 above
     ``max_mp`` megapixels (a decompression bomb never gets decoded), 415 for anything else that
     cannot be read."""
     name = f" ({filename[:80]!r})" if filename else ""
-    unreadable = UploadError(415, f"the uploaded file{name} is not an image this server can read: "
-                                  "send a JPEG, PNG, BMP or WebP photo")
     try:
-        check_size(data[:HEADER_BYTES], max_mp, f"the uploaded image{name}")
+        return as_bgr(decode(data, f"the uploaded image{name}", max_mp))
     except ImageTooLarge as exc:
         raise UploadError(413, str(exc)) from None
     except ValueError:
-        raise unreadable from None
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
-    if image is None:
-        raise unreadable
-    return image
+        raise UploadError(415, f"the uploaded file{name} is not an image this server can read: "
+                               "send a JPEG, PNG, BMP, WebP or TIFF photo") from None
