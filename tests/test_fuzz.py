@@ -1,5 +1,5 @@
 """Seeded fuzzing of every parser that reads untrusted bytes: the image header parsers (uploads, image
-files and folders) and the report's CSV row parser. Each runs in a child process with a deadline,
+files and folders) and the report's reader of log files (lines, CSV rows, gzip). Each runs in a child process with a deadline,
 because a parser that backtracks in the regex engine holds the GIL: a thread could not time it out.
 
 ``make test`` fuzzes for a few seconds; ``make fuzz`` (FUZZ_SECONDS=120) for longer. A failure
@@ -49,6 +49,38 @@ def samples() -> list[bytes]:
     return out
 
 
+def report_rows():
+    """The report's reader (bounded lines, CSV, row parser, gzip) on a log file holding the input;
+    base inputs: a good log, plain and gzipped."""
+    import atexit
+    import gzip
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from fer_edge.edge.report import Report
+    from fer_edge.edge.reportio import ReportError
+    from tests.test_report_hostile import HEADER, LABELS, rows
+    folder = Path(tempfile.mkdtemp(prefix="fuzz-report-"))
+    atexit.register(shutil.rmtree, folder, True)
+    good = (HEADER + rows(30)).encode()
+
+    def check(b: bytes) -> None:
+        path = folder / ("emotions.csv.1.gz" if b[:2] == b"\x1f\x8b" else "emotions.csv")
+        path.write_bytes(b)
+        rep = Report(LABELS, 60.0, 120.0, [path])
+        try:
+            rep.read(None, None)
+        except ReportError:
+            return                                          # another header: refused in one line
+        if path.suffix != ".gz":                            # each counted row came from a line of its own
+            assert rep.rows + rep.malformed + rep.outliers <= b.count(b"\n") + b.count(b"\r") + 1
+        path.unlink()
+    fixed = [HEADER.encode() + b"x" * 300_000, HEADER.encode() + b'"' * 100_000, HEADER.encode() + b"\x00" * 1000,
+             gzip.compress(good)[:-9], b"\x1f\x8b" + good, HEADER.encode() + rows(1).replace("Z,", "-12:00,").encode()]
+    return check, [good, gzip.compress(good)], fixed
+
+
 def mutate(rng: random.Random, b: bytes) -> bytes:
     b = bytearray(b)
     for _ in range(rng.randint(1, 8)):
@@ -77,7 +109,7 @@ def fuzz(target: str, seconds: float, seed: int) -> None:
             assert size is None or (len(size) == 2 and all(isinstance(v, int) and v >= 0 for v in size)), size
         base, fixed = samples(), adversarial()
     else:
-        raise ValueError(target)
+        check, base, fixed = report_rows()
     deadline = time.monotonic() + seconds
     n, k = 0, 0
     while k < len(fixed) or time.monotonic() < deadline:
@@ -110,3 +142,7 @@ def run_child(target: str) -> str:
 def test_every_image_header_parser_survives_adversarial_and_random_input():
     assert "inputs" in run_child("headers")
 
+
+
+def test_the_report_row_parser_survives_adversarial_and_random_input():
+    assert "inputs" in run_child("rows")
