@@ -163,3 +163,40 @@ def test_uploads_files_and_folders_read_a_photo_alike_upright_and_at_any_depth(t
         uploaded = decode_image(data, name)
         assert uploaded.shape == read[name].shape and np.abs(uploaded.astype(int) - read[name]).max() <= 1, name
     assert 120 <= read["float.tif"].mean() <= 135                      # 0.5 in 0..1 floats: mid grey
+
+
+# ---- 8. config files and sources that explode ---------------------------------------------------------
+
+def billion_laughs() -> str:
+    """395 bytes, 9**9 strings once walked (as an error message's repr of the value did)."""
+    lines = ["teacher:", "  models:", '    - &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"    - &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("name, text, words", [
+    ("alias bomb", billion_laughs(), "aliases"),
+    ("5000 brackets", "[" * 5000, "nested"),
+    ("a long quoted value", "edge:\n  threads: '" + "x" * 2_000_000 + "'\n", "edge.threads"),
+])
+def test_config_files_that_explode_exit_2_with_one_short_line(name, text, words, tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text)
+    r = run_edge("--config", str(cfg), "--headless", timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[:2000]
+    assert words in lines[0] and str(cfg) in lines[0] and len(lines[0]) < 600, lines[0][:2000]
+
+
+@pytest.mark.parametrize("length", [300, 200_000])
+def test_a_source_too_long_for_a_path_exits_2_with_one_short_line(length, tmp_path):
+    source = "/" + "s" * length
+    if length > 100_000:                                    # too long for a command line: from the config file
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(f"edge:\n  source: {source}\n")
+        r = run_edge("--config", str(cfg), "--headless", "--log", str(tmp_path / "e.csv"), timeout=60)
+    else:
+        r = run_edge("--headless", "--source", source, "--log", str(tmp_path / "e.csv"), timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[:2000]
+    assert len(lines) == 1 and "source" in lines[0] and len(lines[0]) < 600, lines[0][:2000]

@@ -24,8 +24,10 @@ import cv2
 import numpy as np
 
 from fer_edge.common.config import resolve_path
+from fer_edge.common.yamlsafe import clip
 from fer_edge.edge.imageread import CorruptFrame, decode, normalize_image
 
+MAX_SOURCE_CHARS = 4096        # PATH_MAX: a longer --source / edge.source names nothing
 NET_TIMEOUT_MS = 10000          # OpenCV's open and read timeouts for rtsp:// and http:// sources
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"})
 
@@ -312,13 +314,19 @@ def make_source(spec: int | str, cam_cfg: dict, loop: bool = False, max_image_mp
         return OpenCvSource(s, live=True, width=w, height=h, fps=fps)
     if "://" in s:
         return OpenCvSource(s, live=True)
+    kinds = ("pass a camera index (0), /dev/videoN, a video or image file, a folder of images or an "
+             "rtsp:// / http:// URL (--source or edge.source)")
+    if len(s) > MAX_SOURCE_CHARS:
+        raise SourceError(f"source {clip(s)} is {len(s):,} characters long: {kinds}")
     p = resolve_path(s)                  # a relative path in config.yaml: from the repository (--source is absolute)
-    if p.is_dir() or (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
-        return ImageSource(p, loop=loop, max_image_mp=max_image_mp)
-    if p.is_file():
-        return OpenCvSource(str(p), live=False, loop=loop, max_bad_frames=max_bad_frames)
-    raise SourceError(f"source {p} not found: pass a camera index (0), /dev/videoN, a video or image file, "
-                      "a folder of images or an rtsp:// / http:// URL (--source or edge.source)")
+    try:
+        if p.is_dir() or (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
+            return ImageSource(p, loop=loop, max_image_mp=max_image_mp)
+        if p.is_file():
+            return OpenCvSource(str(p), live=False, loop=loop, max_bad_frames=max_bad_frames)
+    except OSError as exc:               # a name too long for the file system, a loop of links
+        raise SourceError(f"source {clip(str(p))}: {exc.strerror or exc}: {kinds}") from None
+    raise SourceError(f"source {clip(str(p))} not found: {kinds}")
 
 
 @dataclass(frozen=True)
