@@ -200,3 +200,24 @@ def test_a_source_too_long_for_a_path_exits_2_with_one_short_line(length, tmp_pa
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[:2000]
     assert len(lines) == 1 and "source" in lines[0] and len(lines[0]) < 600, lines[0][:2000]
+
+
+# ---- 9. /api/history and the loop's lock ----------------------------------------------------------------
+
+def test_the_history_is_computed_outside_the_loops_lock(monkeypatch):
+    from fer_edge.edge.history import EmotionHistory
+    from fer_edge.edge.telemetry import LiveState
+    live = LiveState(("happy", "sad"), history_s=6 * 3600)
+    now = time.time()
+    for k in range(600):
+        live.history.add(now - k, ["happy"] * (k % 3) + ["sad"])
+    held = []
+    series = EmotionHistory.series
+
+    def watched(self, *args, **kwargs):
+        held.append(live._lock.locked())
+        return series(self, *args, **kwargs)
+    monkeypatch.setattr(EmotionHistory, "series", watched)
+    out = live.history_series(600)
+    assert held == [False], "the series was computed while holding the loop's lock"
+    assert sum(out["frames"]) == 600 and sum(map(sum, out["counts"])) == sum(k % 3 + 1 for k in range(600))
