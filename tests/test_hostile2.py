@@ -4,7 +4,9 @@ the documented exit code or HTTP status, bounded time and bounded memory."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
 import struct
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.edge_support import ROOT, run_edge
+from tests.edge_support import ROOT, edge_cmd, edge_env, run_edge
 from tests.test_hostile import start_web, stop_web
 
 
@@ -221,3 +223,30 @@ def test_the_history_is_computed_outside_the_loops_lock(monkeypatch):
     out = live.history_series(600)
     assert held == [False], "the series was computed while holding the loop's lock"
     assert sum(out["frames"]) == 600 and sum(map(sum, out["counts"])) == sum(k % 3 + 1 for k in range(600))
+
+
+# ---- 11. a signal during start-up -----------------------------------------------------------------------
+
+def _catches(pid: int, sig: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_signals_are_handled_before_the_heavy_imports_and_act_once_the_loop_starts(sig, tmp_path, photo):
+    (tmp_path / "a.jpg").write_bytes(photo)
+    proc = subprocess.Popen(edge_cmd("--headless", "--source", str(tmp_path / "a.jpg"), "--log", str(tmp_path / "e.csv")),
+                            cwd=ROOT, env=edge_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not _catches(proc.pid, sig) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    loaded = Path(f"/proc/{proc.pid}/maps").read_text()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    # OpenCV and LiteRT take a second or more to load on a Pi: before this fix, a signal then killed the process
+    assert "/cv2/" not in loaded, f"{signal.Signals(sig).name} is handled only after OpenCV loaded"
+    assert proc.returncode == 0 and "Traceback" not in err, (proc.returncode, err[-2000:])
+    if sig == signal.SIGTERM:
+        assert "SIGTERM: stopping" in err, err[-2000:]
