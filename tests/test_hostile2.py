@@ -250,3 +250,21 @@ def test_signals_are_handled_before_the_heavy_imports_and_act_once_the_loop_star
     assert proc.returncode == 0 and "Traceback" not in err, (proc.returncode, err[-2000:])
     if sig == signal.SIGTERM:
         assert "SIGTERM: stopping" in err, err[-2000:]
+
+
+# ---- 12. contract labels that break the CSV --------------------------------------------------------------
+
+@pytest.mark.parametrize("label", ["happy,sad", "hap\npy", 'say "cheese"'])
+def test_a_contract_label_that_cannot_be_a_csv_column_exits_2_naming_it(label, tmp_path, photo):
+    import shutil
+    (tmp_path / "a.jpg").write_bytes(photo)
+    model = tmp_path / "emotion_int8.tflite"
+    shutil.copy(MODEL, model)
+    contract = json.loads(MODEL.with_suffix(".json").read_text())
+    contract["labels"][3] = label
+    model.with_suffix(".json").write_text(json.dumps(contract))
+    r = run_edge("--headless", "--model", str(model), "--source", str(tmp_path / "a.jpg"),
+                 "--log", str(tmp_path / "e.csv"), timeout=90)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "label" in lines[0] and "CSV column" in lines[0] and str(model.with_suffix(".json")) in lines[0], lines[0]
