@@ -268,3 +268,21 @@ def test_a_contract_label_that_cannot_be_a_csv_column_exits_2_naming_it(label, t
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "label" in lines[0] and "CSV column" in lines[0] and str(model.with_suffix(".json")) in lines[0], lines[0]
+
+
+# ---- 10. a log that is not a regular file ------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["fifo", "stdout"])
+def test_a_log_that_is_not_a_regular_file_exits_2_without_blocking(kind, tmp_path, photo):
+    import os
+    (tmp_path / "a.jpg").write_bytes(photo)
+    if kind == "fifo":
+        log = tmp_path / "pipe.csv"
+        os.mkfifo(log)                                          # nobody reads it: opening it would block
+    else:
+        log = Path("/dev/stdout")
+    r = run_edge("--headless", "--source", str(tmp_path / "a.jpg"), "--log", str(log), timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(lines) == 1 and "not a regular file" in lines[0] and str(log) in lines[0], r.stderr
+    assert "timestamp," not in r.stdout                          # no header written anywhere

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 import sys
@@ -118,6 +119,9 @@ class CsvLog:
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         regular = self.path.is_file()
+        if not regular and (self.path.exists() or self.path.is_symlink()):   # stat only: opening a FIFO blocks
+            raise OSError(errno.EINVAL, "not a regular file (a pipe, a terminal, a device or a broken link): the log "
+                          "is appended, rotated and repaired in place; give a file and follow it with `tail -f`")
         if regular:
             cut = repair_tail(self.path)
             if cut:
