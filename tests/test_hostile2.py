@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.edge_support import ROOT, edge_cmd, edge_env, run_edge
-from tests.test_hostile import start_web, stop_web
+from tests.test_hostile import _vm, start_web, stop_web
 
 
 MODEL = ROOT / "models" / "emotion_int8.tflite"    # the committed model: these tests need no training
@@ -286,3 +287,48 @@ def test_a_log_that_is_not_a_regular_file_exits_2_without_blocking(kind, tmp_pat
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert len(lines) == 1 and "not a regular file" in lines[0] and str(log) in lines[0], r.stderr
     assert "timestamp," not in r.stdout                          # no header written anywhere
+
+
+# ---- 13. small leaks ------------------------------------------------------------------------------------
+
+def test_the_per_face_interval_forgets_faces_that_left(tmp_path):
+    from datetime import datetime, timezone
+
+    from fer_edge.edge.csvlog import CsvLog
+    from fer_edge.edge.types import Box, Face, Frame, FrameResult
+    labels = ("happy", "sad")
+    log = CsvLog(tmp_path / "e.csv", labels, min_interval_s=0.05).open()
+    frame = Frame(np.zeros((4, 4), np.uint8), 0, "cam", datetime.now(timezone.utc))
+    try:
+        for face_id in range(3000):                                   # 3000 faces come and go
+            log.write(FrameResult(frame, (Face(face_id, Box(0, 0, 2, 2), np.array([0.9, 0.1]), "happy", 0.9),)))
+            if face_id % 500 == 499:
+                time.sleep(0.1)
+    finally:
+        log.close()
+    assert len(log._last_row) < 1200, f"{len(log._last_row)} faces remembered"
+
+
+def test_two_parallel_40_mp_uploads_stay_in_bounded_memory(photo):
+    big = np.zeros((5500, 7300, 3), np.uint8)
+    big[::50] = 255                                                  # 40 MP, a 1-2 MB JPEG
+    data = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 70])[1].tobytes()
+    del big
+    url, proc = start_web(MODEL, "--set", "edge.max_image_mp=50")
+    try:
+        assert httpx.post(url + "api/predict", files={"image": ("ok.jpg", photo, "image/jpeg")}, timeout=60).status_code == 200
+        before = _vm(proc.pid, "VmHWM")
+        results = []
+
+        def upload() -> None:
+            results.append(httpx.post(url + "api/predict", files={"image": ("big.jpg", data, "image/jpeg")}, timeout=120))
+        threads = [threading.Thread(target=upload) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        grown = _vm(proc.pid, "VmHWM") - before
+    finally:
+        stop_web(proc)
+    assert [r.status_code for r in results] == [200, 200], [r.text[:200] for r in results]
+    assert grown < 250, f"two 40 MP uploads took {grown:.0f} MB"

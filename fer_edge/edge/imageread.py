@@ -38,11 +38,19 @@ def normalize_image(image, what: str) -> np.ndarray:
     raise CorruptFrame(f"{what}: frame shape {image.shape} is not gray, BGR or BGRA")
 
 
-def decode(data: bytes, what: str, max_mp: float) -> np.ndarray:
+REDUCED = ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4), (8, cv2.IMREAD_REDUCED_COLOR_8))
+
+
+def decode(data: bytes, what: str, max_mp: float, reduce_above_mp: float = 0.0) -> np.ndarray:
     """Image file bytes -> uint8 gray/BGR/BGRA, upright. ImageTooLarge above ``max_mp`` megapixels,
-    ValueError (CorruptFrame included) for anything else that cannot be read; messages name ``what``."""
-    check_size(data[:HEADER_BYTES], max_mp, what)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), DECODE_FLAGS) if data else None
+    ValueError (CorruptFrame included) for anything else that cannot be read; messages name ``what``.
+    With ``reduce_above_mp``, a larger photo is decoded at 1/2, 1/4 or 1/8 of its size, to at most
+    that many megapixels (JPEG scales while decoding: a 40 MP photo never takes its full memory)."""
+    w, h = check_size(data[:HEADER_BYTES], max_mp, what)
+    flags = DECODE_FLAGS
+    if reduce_above_mp and w * h > reduce_above_mp * 1e6:
+        flags = next((f for k, f in REDUCED if w * h / (k * k) <= reduce_above_mp * 1e6), REDUCED[-1][1])
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags) if data else None
     if image is None:
         raise CorruptFrame(f"{what}: not a readable image")
     return normalize_image(image, what)
