@@ -10,8 +10,11 @@ stream, in memory bounded by the number of periods (not by the rows), and writes
 - ``summary.md``: time range, rows, faces, emotion shares, the dominant emotion per period, the
   longest stretch of each emotion, and the gaps.
 
-Rows that do not parse are skipped and counted; a file that is not an emotion log is refused.
-Exit codes: 0 written, 2 bad input (not a log, no rows in the range, bad option).
+Rows that do not parse (a line over 64 KB included) are skipped and counted, rows dated before 2000
+or after tomorrow are counted as impossible times, and a damaged rotated file (a truncated gzip, a
+.gz that is not gzip) is read up to the damage and named; a file that is not an emotion log is
+refused. Reading: reportio.py; the charts: reportplot.py.
+Exit codes: 0 written, 2 bad input (not a log, no rows in the range, bad option, --out not a folder).
 """
 from __future__ import annotations
 
