@@ -299,13 +299,15 @@ def test_the_per_face_interval_forgets_faces_that_left(tmp_path):
     labels = ("happy", "sad")
     log = CsvLog(tmp_path / "e.csv", labels, min_interval_s=0.05).open()
     frame = Frame(np.zeros((4, 4), np.uint8), 0, "cam", datetime.now(timezone.utc))
+    written = 0
     try:
         for face_id in range(3000):                                   # 3000 faces come and go
-            log.write(FrameResult(frame, (Face(face_id, Box(0, 0, 2, 2), np.array([0.9, 0.1]), "happy", 0.9),)))
+            written += log.write(FrameResult(frame, (Face(face_id, Box(0, 0, 2, 2), np.array([0.9, 0.1]), "happy", 0.9),)))
             if face_id % 500 == 499:
                 time.sleep(0.1)
     finally:
         log.close()
+    assert written == 3000 and len((tmp_path / "e.csv").read_text().splitlines()) == 3001
     assert len(log._last_row) < 1200, f"{len(log._last_row)} faces remembered"
 
 

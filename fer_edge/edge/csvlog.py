@@ -181,12 +181,12 @@ class CsvLog:
                 if last is not None and now - last < self.min_interval_s:
                     continue
                 self._last_row[f.face_id] = now
-        if len(self._last_row) > self._prune_at:        # faces gone for min_interval_s no longer matter
-            self._last_row = {k: t for k, t in self._last_row.items() if now - t < self.min_interval_s}
-            self._prune_at = max(256, 2 * len(self._last_row))
             b = f.box
             lines.append((_line([ts, result.frame.index, result.frame.source, f.face_id, b.x, b.y, b.w, b.h,
                                  f.label, f"{f.confidence:.4f}", *(f"{float(p):.4f}" for p in f.probs)]), f.label))
+        if len(self._last_row) > self._prune_at:        # faces gone for min_interval_s no longer matter
+            self._last_row = {k: t for k, t in self._last_row.items() if now - t < self.min_interval_s}
+            self._prune_at = max(256, 2 * len(self._last_row))
         return lines
 
     def write(self, result: FrameResult) -> int:
