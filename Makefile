@@ -26,7 +26,7 @@ ARGS ?=
 
 opt = $(if $(strip $(2)),$(1) $(2))
 
-.PHONY: help setup setup-edge train distill average tflite eval run web report lint test bench pi-check wheel deploy install-service uninstall-service clean
+.PHONY: help setup setup-edge train distill average tflite eval run web report lint test fuzz bench pi-check wheel deploy install-service uninstall-service clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -94,6 +94,9 @@ lint: $(VENV)/.dev-installed  ## ruff and mypy over fer_edge (their settings: py
 test: $(VENV)/.dev-installed lint  ## lint, then run the test suite
 	$(PY) tests/system_deps.py
 	$(PY) -m pytest -q tests $(ARGS)
+
+fuzz: $(VENV)/.dev-installed  ## fuzz the image header and report row parsers for longer (FUZZ_SECONDS=120 each; FUZZ_SEED= repeats a run)
+	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),120) $(PY) -m pytest -q tests/test_fuzz.py $(ARGS)
 
 pi-check: $(VENV)/.dev-installed  ## the Raspberry Pi path emulated here (root): arm64 userland under qemu, the service under a booted systemd (docs/pi-check.md)
 	$(PY) tests/system_deps.py --pi-check

@@ -64,14 +64,14 @@ def _vm(pid: int, key: str) -> float:
     raise AssertionError(key)
 
 
-def start_web(model: Path, *args: str) -> tuple[str, subprocess.Popen]:
+def start_web(model: Path, *args: str, **popen) -> tuple[str, subprocess.Popen]:
     """A real `python -m fer_edge.edge.web` on a free loopback port (``args`` added), once it answers."""
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "fer_edge.edge.web", "--model", str(model), "--port", str(port), *args],
-                            cwd=ROOT, env=edge_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=ROOT, env=edge_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 60
     while True:

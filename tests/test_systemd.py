@@ -165,3 +165,11 @@ def test_watchdog_outlasts_the_loops_quiet_periods(unit):
     watchdog = float(one(unit, "Service", "WatchdogSec"))
     assert watchdog > cam["reconnect_backoff_max_s"] + 5
     assert watchdog > cam["stall_timeout_s"] + 5
+
+
+def test_file_descriptors_are_bounded_above_the_web_connection_cap(unit):
+    """A connection flood must meet web.max_connections (closed at once) well before the unit's
+    descriptor limit, so the camera, the CSV and the broker link keep theirs."""
+    from fer_edge.common.config import load_config
+    limit = int(one(unit, "Service", "LimitNOFILE"))
+    assert limit >= 4 * load_config(None)["web"]["max_connections"]

@@ -19,6 +19,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from fer_edge.common.yamlsafe import LimitedLoader, YamlLimit, short
+
 PACKAGE_DIR = Path(__file__).resolve().parent.parent      # fer_edge/: in a checkout, or installed by pip
 
 
@@ -178,6 +180,8 @@ SCHEMA: dict[str, Any] = {
         "stream_fps": F((int, float), 10.0, min=0.1, max=60),
         "jpeg_quality": F(int, 80, min=10, max=100),
         "history_minutes": F(int, 360, min=0, max=1440),
+        "max_connections": F(int, 100, min=4, max=10000),
+        "request_timeout_s": F((int, float), 10.0, min=0.5, max=3600),
     },
     "mqtt": {
         "enabled": F(bool, False),
@@ -276,17 +280,17 @@ def _check_value(path: str, spec: F, value: Any) -> Any:
     if not ok and float in types and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True
     if not ok:
-        raise ConfigError(f"config key '{path}': {value!r} is a {type(value).__name__}, expected {_type_name(spec.type)}")
+        raise ConfigError(f"config key '{path}': {short(value)} is a {type(value).__name__}, expected {_type_name(spec.type)}")
     if spec.choices is not None and value not in spec.choices:
-        raise ConfigError(f"config key '{path}': {value!r} is not one of {', '.join(map(repr, spec.choices))}")
+        raise ConfigError(f"config key '{path}': {short(value)} is not one of {', '.join(map(repr, spec.choices))}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"config key '{path}': {value!r} is not a finite number; give a value between "
+        raise ConfigError(f"config key '{path}': {short(value)} is not a finite number; give a value between "
                           f"{spec.min} and {spec.max}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if spec.min is not None and value < spec.min:
-            raise ConfigError(f"config key '{path}': {value!r} is below the minimum {spec.min}")
+            raise ConfigError(f"config key '{path}': {short(value)} is below the minimum {spec.min}")
         if spec.max is not None and value > spec.max:
-            raise ConfigError(f"config key '{path}': {value!r} is above the maximum {spec.max}")
+            raise ConfigError(f"config key '{path}': {short(value)} is above the maximum {spec.max}")
     return value
 
 
@@ -297,7 +301,7 @@ def validate(raw: Any, schema: dict[str, Any] | None = None, prefix: str = "") -
         raw = {}
     if not isinstance(raw, dict):
         where = f"config key '{prefix}'" if prefix else "config file"
-        raise ConfigError(f"{where}: expected a mapping of settings, got {type(raw).__name__} {raw!r}")
+        raise ConfigError(f"{where}: expected a mapping of settings, got {type(raw).__name__} {short(raw)}")
     unknown = sorted(set(raw) - set(schema))
     for k in unknown:
         _refuse_moved(f"{prefix}.{k}" if prefix else k)
@@ -305,7 +309,7 @@ def validate(raw: Any, schema: dict[str, Any] | None = None, prefix: str = "") -
     unknown = [k for k in unknown if k not in out]
     if unknown:
         p = f"{prefix}." if prefix else ""
-        raise ConfigError(f"unknown config key '{p}{unknown[0]}' (value {raw[unknown[0]]!r}); "
+        raise ConfigError(f"unknown config key '{p}{unknown[0]}' (value {short(raw[unknown[0]])}); "
                           f"known keys here: {', '.join(sorted(schema))}")
     for key, spec in schema.items():
         path = f"{prefix}.{key}" if prefix else key
@@ -319,11 +323,13 @@ def validate(raw: Any, schema: dict[str, Any] | None = None, prefix: str = "") -
 def parse_override(item: str) -> tuple[str, Any]:
     """'train.epochs=5' -> ('train.epochs', 5); the value is parsed as YAML."""
     if "=" not in item:
-        raise ConfigError(f"override {item!r}: expected KEY.PATH=VALUE, e.g. train.epochs=5")
+        raise ConfigError(f"override {short(item)}: expected KEY.PATH=VALUE, e.g. train.epochs=5")
     key, value = item.split("=", 1)
     key = key.strip()
     try:
-        parsed = yaml.safe_load(value) if value.strip() != "" else ""
+        parsed = yaml.load(value, Loader=LimitedLoader) if value.strip() != "" else ""
+    except YamlLimit as exc:
+        raise ConfigError(f"override {short(key)}: {exc}") from None
     except yaml.YAMLError:
         parsed = value
     return key, parsed
@@ -339,7 +345,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str | tuple[str, An
         for i, part in enumerate(parts):
             if not isinstance(schema, dict) or part not in schema:
                 known = f"; known keys here: {', '.join(sorted(schema))}" if isinstance(schema, dict) else ""
-                raise ConfigError(f"unknown config key '{'.'.join(parts[:i + 1])}' in override {key}={value!r}{known}")
+                raise ConfigError(f"unknown config key '{'.'.join(parts[:i + 1])}' in override {key}={short(value)}{known}")
             schema = schema[part]
             if i == len(parts) - 1:
                 if isinstance(schema, dict):
@@ -352,7 +358,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str | tuple[str, An
     return raw
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(LimitedLoader):
     """yaml.safe_load that refuses a key given twice in one mapping (YAML keeps the last silently)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -360,7 +366,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise ConfigError(f"config key {key!r} appears twice (lines {seen[key] + 1} and "
+                raise ConfigError(f"config key {short(key)} appears twice (lines {seen[key] + 1} and "
                                   f"{key_node.start_mark.line + 1}): keep one")
             seen[key] = key_node.start_mark.line
         mapping: dict[Any, Any] = super().construct_mapping(node, deep)
@@ -383,8 +389,10 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str | tuple[
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)
+    except YamlLimit as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())[:300]}") from None
     except ConfigError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
     if raw is not None and not isinstance(raw, dict):
@@ -404,12 +412,12 @@ def check_combinations(cfg: dict[str, Any]) -> dict[str, Any]:
                           "punctuation); other characters cannot be sent in an HTTP Authorization header")
     t = cfg["teacher"]["models"]
     if not all(isinstance(x, str) and x for x in t):
-        raise ConfigError(f"config key 'teacher.models': {t!r}: give a list of .keras or .tflite paths")
+        raise ConfigError(f"config key 'teacher.models': {short(t)}: give a list of .keras or .tflite paths")
     if any(not x.endswith((".keras", ".tflite")) for x in t):
-        raise ConfigError(f"config key 'teacher.models': {t!r}: each teacher is a .keras or a .tflite file")
+        raise ConfigError(f"config key 'teacher.models': {short(t)}: each teacher is a .keras or a .tflite file")
     mirror = cfg["convert"]["mirror"]
     if isinstance(mirror, str) and mirror != "auto" and not mirror.endswith(".tflite"):
-        raise ConfigError(f"config key 'convert.mirror': {mirror!r}: give true, false, auto (decide on the validation "
+        raise ConfigError(f"config key 'convert.mirror': {short(mirror)}: give true, false, auto (decide on the validation "
                           "hold-out) or a converted model's .tflite path (take the choice recorded in its contract)")
     temp = cfg["convert"]["temperature"]
     if isinstance(temp, str) and temp != "auto" or not isinstance(temp, str) and not 0.1 <= temp <= 10:
@@ -417,11 +425,11 @@ def check_combinations(cfg: dict[str, Any]) -> dict[str, Any]:
                           "or a number from 0.1 to 10 (1 = the model's own confidence)")
     m = cfg["mqtt"]
     if m["device"] and not TOPIC_WORD.fullmatch(m["device"]):
-        raise ConfigError(f"config key 'mqtt.device': {m['device']!r} cannot be a topic level: use 1-64 letters, "
+        raise ConfigError(f"config key 'mqtt.device': {short(m['device'])} cannot be a topic level: use 1-64 letters, "
                           "digits, '-' or '_' (e.g. living-room)")
     for key in ("topic_prefix", "discovery_prefix"):
         if not TOPIC_PREFIX.fullmatch(m[key]):
-            raise ConfigError(f"config key 'mqtt.{key}': {m[key]!r} is not a topic prefix: use words of letters, "
+            raise ConfigError(f"config key 'mqtt.{key}': {short(m[key])} is not a topic prefix: use words of letters, "
                               "digits, '-' or '_' separated by '/', without wildcards (e.g. fer)")
     if m["tls"]["key_file"] and not m["tls"]["cert_file"]:
         raise ConfigError("config key 'mqtt.tls.key_file': set mqtt.tls.cert_file too (the client certificate it belongs to)")

@@ -7,6 +7,7 @@ constant of its own.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ class ModelContract:
         return self.raw.get("mirror_average", False) is True
 
 
+LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_ .-]{0,63}")
+
+
 def sha256_file(path: str | Path) -> str:
     h = _sha256()
     with open(path, "rb") as fh:
@@ -98,7 +102,11 @@ def parse_contract(raw: dict[str, Any], path: Path, model_file: Path | None = No
         raise ContractError(f"{path}: schema_version {version!r} is not {SCHEMA_VERSION}; re-create it with `make tflite`")
     labels = _require(raw, "labels", list, "", path)
     if not labels or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
-        raise ContractError(f"{path}: 'labels' must be a list of distinct non-empty names, got {labels!r}")
+        raise ContractError(f"{path}: 'labels' must be a list of distinct non-empty names, got {labels!r}"[:400])
+    bad = [x for x in labels if not LABEL.fullmatch(x)]
+    if bad:                          # each label is a CSV column (prob_<label>), a topic payload, a chart legend
+        raise ContractError(f"{path}: label {bad[0][:40]!r} cannot name a CSV column: use 1-64 letters, digits, "
+                            "'_', '-', '.' or spaces (no comma, quote or line break); re-create it with `make tflite`")
     inp = _require(raw, "input", dict, "", path)
     out = _require(raw, "output", dict, "", path)
     tfl = _require(raw, "tflite", dict, "", path)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 import sys
@@ -96,7 +97,8 @@ class CsvLog:
         self._last_fsync = time.monotonic()
         self._failing_since: float | None = None
         self._last_attempt = 0.0
-        self._last_row: dict[int, float] = {}
+        self._last_row: dict[int, float] = {}     # face id -> when its last row was written (min_interval_s)
+        self._prune_at = 256
 
     @classmethod
     def from_config(cls, path: str | Path, labels: tuple[str, ...], csv_cfg: dict) -> "CsvLog":
@@ -118,6 +120,9 @@ class CsvLog:
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         regular = self.path.is_file()
+        if not regular and (self.path.exists() or self.path.is_symlink()):   # stat only: opening a FIFO blocks
+            raise OSError(errno.EINVAL, "not a regular file (a pipe, a terminal, a device or a broken link): the log "
+                          "is appended, rotated and repaired in place; give a file and follow it with `tail -f`")
         if regular:
             cut = repair_tail(self.path)
             if cut:
@@ -180,6 +185,9 @@ class CsvLog:
             b = f.box
             lines.append((_line([ts, result.frame.index, result.frame.source, f.face_id, b.x, b.y, b.w, b.h,
                                  f.label, f"{f.confidence:.4f}", *(f"{float(p):.4f}" for p in f.probs)]), f.label))
+        if len(self._last_row) > self._prune_at:        # faces gone for min_interval_s no longer matter
+            self._last_row = {k: t for k, t in self._last_row.items() if now - t < self.min_interval_s}
+            self._prune_at = max(256, 2 * len(self._last_row))
         return lines
 
     def write(self, result: FrameResult) -> int:

@@ -33,6 +33,14 @@ class EmotionHistory:
         for label in labels:
             row[self.index[label]] += 1
 
+    def copy(self) -> "EmotionHistory":
+        """A copy of the counts (two array copies, well under a millisecond for 6 h): taken under the
+        loop's lock so that ``series`` can be computed from it outside, without holding the loop."""
+        other = EmotionHistory.__new__(EmotionHistory)
+        other.labels, other.index, other.size = self.labels, self.index, self.size
+        other.counts, other.stamp = self.counts.copy(), self.stamp.copy()
+        return other
+
     def series(self, seconds: int, now: float | None = None, points: int = 240) -> dict:
         """The last ``seconds`` in at most ``points`` bins: per bin the face rows per emotion and the
         frames; ``frames`` 0 means the loop processed nothing then (stopped, or before its start)."""

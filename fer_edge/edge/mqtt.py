@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import queue
 import re
-import socket
 import ssl
 import threading
 import time
@@ -22,24 +21,21 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from fer_edge import __version__
-from fer_edge.common.config import resolve_path
+from fer_edge.edge.mqttsetup import (
+    MqttConfigError,  # noqa: F401 - raised at start, caught by loop.py
+    describe,
+    device_name,
+    machine_tag,
+    read_password,
+    tls_files,
+)
 from fer_edge.edge.types import FrameResult
 
 END_AFTER_S = 1.0          # a tracked face unseen this long has left (its `end` event)
 BACKOFF_MAX_S = 30.0       # longest wait between connection attempts
 STOP_FLUSH_S = 2.0         # at a clean exit, time allowed for `offline` to reach the broker
-
-
-class MqttConfigError(ValueError):
-    """A problem with the mqtt section found at start (a missing password or certificate file)."""
-
-
-def device_name(configured: str) -> str:
-    """The configured device name, or this machine's hostname made topic-safe."""
-    if configured:
-        return configured
-    name = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname().split(".")[0]).strip("-")
-    return name[:64] or "fer-edge"
+CONNACK_TIMEOUT_S = 10.0   # a broker that accepts TCP but does not answer the MQTT handshake in this is given up
+SAY_EVERY_S = 60.0         # connection lost / connected again: one line per this at most (a flapping broker)
 
 
 @dataclass(frozen=True)
@@ -132,6 +128,7 @@ class Topics:
     def __init__(self, prefix: str, device: str, discovery_prefix: str):
         base = f"{prefix}/{device}"
         self.available, self.events, self.state = f"{base}/available", f"{base}/events", f"{base}/state"
+        self.claim = f"{base}/claim"        # retained: the client id of the device that uses this name
         self.device, self.discovery_prefix = device, discovery_prefix
 
     def discovery(self) -> list[tuple[str, dict]]:
@@ -160,20 +157,6 @@ class Topics:
         return out
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS: the broker's certificate was refused ({exc.verify_message}): check mqtt.tls.ca_file"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed ({exc.reason or exc}): check mqtt.tls and that the port speaks TLS"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the broker running, on this port?)"
-    if isinstance(exc, socket.gaierror):
-        return f"unknown host ({exc.strerror})"
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return "timed out (host down or a firewall?)"
-    return str(exc) or type(exc).__name__
-
-
 class MqttReporter:
     """The MQTT side of one run. ``offer`` from the loop; everything else happens in its thread."""
 
@@ -183,8 +166,9 @@ class MqttReporter:
         self.device = device_name(m["device"])
         self.topics = Topics(m["topic_prefix"], self.device, m["discovery_prefix"])
         self.where = f"{m['host']}:{m['port']}"
-        self.password = self._read_password(m["password_file"])
-        self.tls = self._tls_files(m["tls"])
+        self.password = read_password(m["password_file"])
+        self.tls = tls_files(m["tls"])
+        self.client_id = f"fer-edge-{self.device}-{machine_tag()}"   # unique per machine, even with one name
         self.events = FaceEvents(labels, self.device, m["update_interval_s"])
         self.queue: queue.Queue[Snapshot] = queue.Queue(maxsize=m["queue_size"])
         self.sent = self.dropped = self.reconnects = 0
@@ -194,36 +178,13 @@ class MqttReporter:
         self._state: dict | None = None
         self._ever_connected = False
         self._failure_said = ""
+        self._said_at, self._held = float("-inf"), 0
+        self._claim_warned = False
+        self._acked = False                 # this connection got its CONNACK
 
     @classmethod
     def from_config(cls, cfg: dict, labels, count, say) -> "MqttReporter | None":
         return cls(cfg["mqtt"], labels, count, say) if cfg["mqtt"]["enabled"] else None
-
-    @staticmethod
-    def _read_password(path: str) -> str | None:
-        if not path:
-            return None
-        p = resolve_path(path)
-        try:
-            return p.read_text(encoding="utf-8").strip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise MqttConfigError(f"config key 'mqtt.password_file': cannot read {p}: {why}; "
-                                  "put the broker password in that file (one line)") from None
-
-    @staticmethod
-    def _tls_files(t: dict) -> dict | None:
-        if not t["enabled"]:
-            return None
-        files = {}
-        for key in ("ca_file", "cert_file", "key_file"):
-            if t[key]:
-                p = resolve_path(t[key])
-                if not p.is_file():
-                    raise MqttConfigError(f"config key 'mqtt.tls.{key}': {p} does not exist; "
-                                          "give the PEM file's path or leave it empty")
-                files[key] = str(p)
-        return files
 
     # ---- the loop's side ------------------------------------------------------------------------
     def offer(self, result: FrameResult, fps: float) -> None:
@@ -252,7 +213,7 @@ class MqttReporter:
     # ---- the thread ----------------------------------------------------------------------------
     def _client(self):
         import paho.mqtt.client as mqtt
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fer-edge-{self.device}", clean_session=True)
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
         if self.m["username"]:
             c.username_pw_set(self.m["username"], self.password)
         if self.tls is not None:
@@ -261,7 +222,26 @@ class MqttReporter:
         c.will_set(self.topics.available, "offline", qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_claim
         return c
+
+    def _say_limited(self, text: str) -> None:
+        """A connection change in one line, at most one per SAY_EVERY_S; the held ones are counted."""
+        now = time.monotonic()
+        if now - self._said_at < SAY_EVERY_S:
+            self._held += 1
+            return
+        held = f" ({self._held} more connection changes in the last {SAY_EVERY_S:g} s)" if self._held else ""
+        self._said_at, self._held = now, 0
+        self.say(text + held)
+
+    def _on_claim(self, client, userdata, message) -> None:
+        other = message.payload[:100].decode("utf-8", "replace")
+        if message.topic == self.topics.claim and other and other != self.client_id and not self._claim_warned:
+            self._claim_warned = True
+            self.say(f"warning: MQTT broker {self.where}: another device ({other}) also reports as "
+                     f"mqtt.device {self.device!r}: their states and Home Assistant entities mix; "
+                     "give each device its own mqtt.device")
 
     def _fail(self, why: str) -> None:
         if why != self._failure_said:        # each new reason once, not every retry
@@ -275,13 +255,15 @@ class MqttReporter:
                        + (" (check mqtt.username and mqtt.password_file)" if "auth" in str(reason_code).lower()
                           or "password" in str(reason_code).lower() else ""))
             return
-        self.connected = True
+        self.connected = self._acked = True
         self._failure_said = ""
         if self._ever_connected:
             self.reconnects += 1
             self.count("mqtt_reconnects", 1)
-            self.say(f"note: MQTT broker {self.where}: connected again")
+            self._say_limited(f"note: MQTT broker {self.where}: connected again")
         self._ever_connected = True
+        client.subscribe(self.topics.claim, qos=1)            # another device's claim arrives first (retained),
+        client.publish(self.topics.claim, self.client_id, qos=1, retain=True)   # then this one replaces it
         self._publish(self.topics.available, "online", qos=1)
         for topic, payload in self.topics.discovery():
             self._publish(topic, payload, qos=1)
@@ -290,7 +272,8 @@ class MqttReporter:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected and not self._stop.is_set():
-            self._fail(f"connection lost ({reason_code})")
+            self._say_limited(f"warning: MQTT broker {self.where}: connection lost ({reason_code}); "
+                              "reconnecting in the background (the CSV log goes on)")
         self.connected = False
 
     def _publish(self, topic: str, payload, qos: int | None = None) -> None:
@@ -315,23 +298,35 @@ class MqttReporter:
 
     def _run(self) -> None:
         self._c = c = self._client()
-        backoff, next_try, socket_open = 1.0, 0.0, False
+        backoff, next_try, socket_open, opened_at = 1.0, 0.0, False, 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             if not socket_open and now >= next_try:
                 try:
                     c.connect(self.m["host"], self.m["port"], keepalive=self.m["keepalive_s"])
-                    socket_open = True
+                    socket_open, opened_at, self._acked = True, now, False
                 except (OSError, ValueError) as exc:
-                    self._fail(_describe(exc))
+                    self._fail(describe(exc))
                     next_try, backoff = now + backoff, min(backoff * 2, BACKOFF_MAX_S)
             if socket_open:
                 rc = c.loop(timeout=0.02)
                 if rc != 0:                           # the connection dropped (or CONNACK refused it)
+                    if not self._acked:
+                        self._fail("the connection was closed before the MQTT handshake finished (a TLS port while "
+                                   "mqtt.tls.enabled is false, or the broker refuses this client)")
                     socket_open = self.connected = False
                     next_try, backoff = time.monotonic() + backoff, min(backoff * 2, BACKOFF_MAX_S)
                 elif self.connected:
                     backoff = 1.0
+                elif time.monotonic() - opened_at > CONNACK_TIMEOUT_S:
+                    tls = "" if self.tls is not None else "a TLS port while mqtt.tls.enabled is false, or "
+                    self._fail(f"no answer to the MQTT handshake within {CONNACK_TIMEOUT_S:g} s: {tls}not an MQTT "
+                               "broker (check mqtt.port and mqtt.tls)")
+                    sock = c.socket()
+                    if sock is not None:
+                        sock.close()
+                    socket_open = False
+                    next_try, backoff = time.monotonic() + backoff, min(backoff * 2, BACKOFF_MAX_S)
                 else:                                 # the broker has not answered yet: frames wait in the
                     continue                          # (bounded) queue rather than be dropped
             try:

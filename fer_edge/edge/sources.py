@@ -24,18 +24,16 @@ import cv2
 import numpy as np
 
 from fer_edge.common.config import resolve_path
-from fer_edge.edge.imagesize import HEADER_BYTES, check_size
+from fer_edge.common.yamlsafe import clip
+from fer_edge.edge.imageread import CorruptFrame, decode, normalize_image
 
+MAX_SOURCE_CHARS = 4096        # PATH_MAX: a longer --source / edge.source names nothing
 NET_TIMEOUT_MS = 10000          # OpenCV's open and read timeouts for rtsp:// and http:// sources
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"})
 
 
 class SourceError(RuntimeError):
     """A source cannot be opened; the message names it and says what to do."""
-
-
-class CorruptFrame(ValueError):
-    """One frame could not be decoded or has an unusable format; the stream goes on."""
 
 
 @dataclass(frozen=True)
@@ -79,26 +77,6 @@ def redact_url(url: str) -> str:
         f"{k}=***" if k.lower() in SECRET_QUERY_KEYS else (f"{k}={v}" if v or "=" in pair else k)
         for pair in parts.query.split("&") if pair for k, _, v in [pair.partition("=")])
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def normalize_image(image, what: str) -> np.ndarray:
-    """Make ``image`` uint8 gray, BGR or BGRA; raise CorruptFrame for anything unusable."""
-    if not isinstance(image, np.ndarray) or image.size == 0:
-        raise CorruptFrame(f"{what}: empty or undecodable frame")
-    if image.dtype != np.uint8:
-        if not np.issubdtype(image.dtype, np.number):
-            raise CorruptFrame(f"{what}: pixel type {image.dtype} is not an image")
-        top = float(np.nanmax(image)) if image.size else 0.0
-        if np.issubdtype(image.dtype, np.floating) and top <= 1.0:
-            image = np.nan_to_num(image) * 255.0             # float images in 0..1 (TIFF, EXR)
-        elif image.dtype == np.uint16 and top > 255:
-            image = image >> 8                                # 16-bit PNG/TIFF using its range: the high byte
-        image = np.clip(np.nan_to_num(image), 0, 255).astype(np.uint8)   # values already in 0..255 stay
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4)):
-        return image
-    if image.ndim == 3 and image.shape[2] == 1:
-        return image[:, :, 0]
-    raise CorruptFrame(f"{what}: frame shape {image.shape} is not gray, BGR or BGRA")
 
 
 class OpenCvSource:
@@ -214,16 +192,15 @@ class ImageSource:
         path = self._files[self._pos]
         self._pos += 1
         try:
-            with open(path, "rb") as fh:
-                check_size(fh.read(HEADER_BYTES), self.max_image_mp, str(path))    # before decoding: no bombs
+            if path.stat().st_size > self.max_image_mp * 16e6:     # more bytes than any image of that size
+                raise CorruptFrame(f"{path}: {path.stat().st_size / 1e6:.0f} MB is too large for an image of at most "
+                                   f"{self.max_image_mp:g} megapixels (edge.max_image_mp)")
+            image = decode(path.read_bytes(), str(path), self.max_image_mp)    # as an upload is read
         except OSError as exc:
             raise CorruptFrame(f"{path}: cannot be read ({exc.strerror})") from None
         except ValueError as exc:
             raise CorruptFrame(str(exc)) from None
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise CorruptFrame(f"{path}: not a readable image")
-        return Grab(normalize_image(image, str(path)), str(path), still=True)
+        return Grab(image, str(path), still=True)
 
     def close(self) -> None:
         self._files = []
@@ -337,13 +314,19 @@ def make_source(spec: int | str, cam_cfg: dict, loop: bool = False, max_image_mp
         return OpenCvSource(s, live=True, width=w, height=h, fps=fps)
     if "://" in s:
         return OpenCvSource(s, live=True)
+    kinds = ("pass a camera index (0), /dev/videoN, a video or image file, a folder of images or an "
+             "rtsp:// / http:// URL (--source or edge.source)")
+    if len(s) > MAX_SOURCE_CHARS:
+        raise SourceError(f"source {clip(s)} is {len(s):,} characters long: {kinds}")
     p = resolve_path(s)                  # a relative path in config.yaml: from the repository (--source is absolute)
-    if p.is_dir() or (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
-        return ImageSource(p, loop=loop, max_image_mp=max_image_mp)
-    if p.is_file():
-        return OpenCvSource(str(p), live=False, loop=loop, max_bad_frames=max_bad_frames)
-    raise SourceError(f"source {p} not found: pass a camera index (0), /dev/videoN, a video or image file, "
-                      "a folder of images or an rtsp:// / http:// URL (--source or edge.source)")
+    try:
+        if p.is_dir() or (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
+            return ImageSource(p, loop=loop, max_image_mp=max_image_mp)
+        if p.is_file():
+            return OpenCvSource(str(p), live=False, loop=loop, max_bad_frames=max_bad_frames)
+    except OSError as exc:               # a name too long for the file system, a loop of links
+        raise SourceError(f"source {clip(str(p))}: {exc.strerror or exc}: {kinds}") from None
+    raise SourceError(f"source {clip(str(p))} not found: {kinds}")
 
 
 @dataclass(frozen=True)

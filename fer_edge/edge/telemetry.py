@@ -79,8 +79,9 @@ class LiveState:
         """The emotion history of the last ``seconds`` (see EmotionHistory.series); None when it is off."""
         if self.history is None:
             return None
-        with self._lock:
-            return {**self.history.series(seconds), "running_since_unix": int(self.started)}
+        with self._lock:                    # copy under the lock, compute outside: the loop never waits on it
+            history = self.history.copy()
+        return {**history.series(seconds), "running_since_unix": int(self.started)}
 
     def metrics_snapshot(self) -> Metrics:
         """A consistent copy of the counters (for /metrics), taken under the lock."""

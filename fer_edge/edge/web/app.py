@@ -60,6 +60,10 @@ class WebState:
         self.max_mp = float(cfg["edge"]["max_image_mp"])
         # Uploads in flight (body, decoded image, annotation): bounded, so 50 at once cannot take the memory.
         self.slots = threading.BoundedSemaphore(int(w["max_concurrent_predictions"]))
+        # Bodies being received: a few times more, each within web.request_timeout_s, so slow senders
+        # neither hold the analysis slots nor hold anything past their deadline.
+        self.bodies = threading.BoundedSemaphore(4 * int(w["max_concurrent_predictions"]))
+        self.body_timeout_s = float(w["request_timeout_s"])
         self.stream_fps = float(w["stream_fps"])
         self.jpeg_quality = int(w["jpeg_quality"])
         self.stall_timeout_s = float(cfg["edge"]["camera"]["stall_timeout_s"])
@@ -182,19 +186,28 @@ def create_app(cfg: dict, live: LiveState | None, analyzer: Analyzer | None, loo
         refused = cross_site(request)
         if refused:
             return JSONResponse({"error": refused}, status_code=403)
-        if not st.slots.acquire(blocking=False):
-            return JSONResponse({"error": "busy: other photos are being analysed; try again in a second"},
-                                status_code=503, headers={"Retry-After": "1"})
+        busy = JSONResponse({"error": "busy: other photos are being analysed; try again in a second"},
+                            status_code=503, headers={"Retry-After": "1"})
+        if not st.bodies.acquire(blocking=False):
+            return busy
         try:
-            try:
-                data, filename = await read_image_field(request, st.max_bytes)
-                image = await run_in_threadpool(decode_image, data, filename, st.max_mp)
+            try:                                          # the body first, within its deadline ...
+                data, filename = await read_image_field(request, st.max_bytes, st.body_timeout_s)
             except UploadError as exc:
                 return JSONResponse({"error": exc.message}, status_code=exc.status)
-            del data
-            faces, jpeg = await run_in_threadpool(st.analyze, image)
+            if not st.slots.acquire(blocking=False):      # ... then a decode and analysis slot
+                return busy
+            try:
+                try:
+                    image = await run_in_threadpool(decode_image, data, filename, st.max_mp)
+                except UploadError as exc:
+                    return JSONResponse({"error": exc.message}, status_code=exc.status)
+                del data
+                faces, jpeg = await run_in_threadpool(st.analyze, image)
+            finally:
+                st.slots.release()
         finally:
-            st.slots.release()
+            st.bodies.release()
         return JSONResponse({"width": int(image.shape[1]), "height": int(image.shape[0]),
                              "faces": [face_json(f, st.labels) for f in faces],
                              "annotated_jpeg_base64": base64.b64encode(jpeg).decode("ascii")})

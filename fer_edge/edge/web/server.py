@@ -15,6 +15,7 @@ import uvicorn
 
 from fer_edge.edge.telemetry import LiveState
 from fer_edge.edge.web.app import create_app
+from fer_edge.edge.web.guard import guarded_protocol
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
@@ -57,7 +58,9 @@ class WebServer:
                   "a token: anyone there can watch the camera. Set web.token, or web.host: 127.0.0.1.",
                   file=sys.stderr, flush=True)
         # h11 + asyncio: pure Python, nothing to compile on a Pi; no access log (it would hold ?token=).
-        config = uvicorn.Config(self.app, http="h11", loop="asyncio", ws="none", lifespan="off",
+        # Slow or surplus peers are cut off in the protocol (guard.py); h11's head size limit stays.
+        http = guarded_protocol(int(w["max_connections"]), float(w["request_timeout_s"]))
+        config = uvicorn.Config(self.app, http=http, loop="asyncio", ws="none", lifespan="off",
                                 log_level="warning", access_log=False, timeout_graceful_shutdown=int(STOP_TIMEOUT_S))
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
