@@ -32,18 +32,16 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 # ---- virtual environment (created on demand by the targets that need it)
-$(VENV)/.edge-installed: requirements-edge.txt requirements-nodeps.txt
+$(VENV)/.edge-installed: requirements-edge.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-edge.txt
-	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	@touch $@
 
-$(VENV)/.dev-installed: requirements-dev.txt requirements-edge.txt requirements-train.txt requirements-test.txt requirements-nodeps.txt
+$(VENV)/.dev-installed: requirements-dev.txt requirements-edge.txt requirements-train.txt requirements-test.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	@touch $@ $(VENV)/.edge-installed
 
 $(VENV)/.report-installed: $(VENV)/.edge-installed requirements-report.txt

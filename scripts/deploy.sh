@@ -39,7 +39,7 @@ CONTRACT="${MODEL%.tflite}.json"
 [[ "$MODEL" != ../* ]] || die "--model must be inside this checkout ($SRC)"
 command -v rsync >/dev/null || die "rsync is not installed here (sudo apt install rsync)"
 
-FILES=(fer_edge/__init__.py fer_edge/common fer_edge/edge scripts systemd config.yaml requirements-edge.txt requirements-nodeps.txt "$MODEL" "$CONTRACT")
+FILES=(fer_edge/__init__.py fer_edge/common fer_edge/edge scripts systemd config.yaml requirements-edge.txt "$MODEL" "$CONTRACT")
 [[ -d docs ]] && FILES+=(docs)
 
 echo "== copying to $TARGET:$STAGE"

