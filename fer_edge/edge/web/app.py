@@ -41,11 +41,13 @@ class Analyzer(Protocol):
 
 
 def face_json(face: Face, labels: tuple[str, ...]) -> dict:
-    """One face as JSON: id, box in frame pixels, top emotion, confidence, all probabilities."""
+    """One face as JSON: id, box in frame pixels, top emotion, confidence, all probabilities; named as in
+    the CSV and MQTT (`emotion`, `probabilities`). `label` and `probs` repeat them for one release (0.9.x)."""
     b = face.box
     return {"face_id": int(face.face_id), "box": {"x": int(b.x), "y": int(b.y), "w": int(b.w), "h": int(b.h)},
-            "label": face.label, "confidence": round(float(face.confidence), 4),
-            "probs": {name: round(float(p), 4) for name, p in zip(labels, face.probs)}}
+    probs = {name: round(float(p), 4) for name, p in zip(labels, face.probs)}
+            "emotion": face.label, "confidence": round(float(face.confidence), 4), "probabilities": probs,
+            "label": face.label, "probs": dict(probs)}
 
 
 class WebState:
