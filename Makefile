@@ -97,8 +97,16 @@ bench: $(VENV)/.dev-installed  ## run the benchmarks and rewrite BENCHMARKS.md
 	$(PY) tests/system_deps.py
 	$(PY) -m bench $(ARGS)
 
-wheel: $(VENV)/.dev-installed  ## build the pip package: dist/fer_edge-<version>-py3-none-any.whl
-	$(PY) -m build --wheel --no-isolation --outdir dist .
+# `make wheel` needs only `build` (a few MB, in .cache/build-venv); build installs setuptools into a
+# throw-away environment of its own (PEP 517 isolation), so the wheel never waits for the dev set.
+BUILD_VENV := .cache/build-venv
+$(BUILD_VENV)/.installed:
+	@test -x $(BUILD_VENV)/bin/python || $(PYTHON) -m venv $(BUILD_VENV)
+	$(BUILD_VENV)/bin/python -m pip install -q --disable-pip-version-check 'build>=1.2'
+	@touch $@
+
+wheel: $(BUILD_VENV)/.installed  ## build the pip package: dist/fer_edge-<version>-py3-none-any.whl
+	env -u PYTHONPATH $(BUILD_VENV)/bin/python -m build --wheel --outdir dist .
 
 # ---- service
 deploy:  ## deploy to a Raspberry Pi: make deploy PI=user@host
