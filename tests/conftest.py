@@ -27,6 +27,7 @@ TINY_TRAIN = {
     "train.verbose": 0, "train.augment.erasing_prob": 0.0, "train.class_weight": "none",
     "train.label_smoothing": 0.0, "train.dropout": 0.0, "data.max_per_class": 150,
     "train.augment.mixup_alpha": 0.0, "train.average_last": 0,   # a plain model for the conversion tests
+    "data.labels": "fer2013",     # the 7 labels the converter and the edge know (config.yaml trains FER+'s 8)
 }
 # Its conversion: a small calibration set, all 956 capped test faces for verification, and a looser
 # gate than config.yaml's. Why: the tiny net is barely better than chance and its softmax is nearly
