@@ -106,14 +106,16 @@ $(BUILD_VENV)/.installed:
 	@touch $@
 
 wheel: $(BUILD_VENV)/.installed  ## build the pip package: dist/fer_edge-<version>-py3-none-any.whl
+	rm -f dist/fer_edge-*.whl
 	env -u PYTHONPATH $(BUILD_VENV)/bin/python -m build --wheel --outdir dist .
 
 # ---- service
-deploy:  ## deploy to a Raspberry Pi: make deploy PI=user@host
+deploy:  ## deploy to a Raspberry Pi: the wheel, the model and the unit (make deploy PI=user@host)
 	@test -n "$(PI)" || { echo "usage: make deploy PI=user@host"; exit 2; }
+	$(MAKE) --no-print-directory wheel
 	scripts/deploy.sh $(PI) $(ARGS)
 
-install-service:  ## install and start the systemd service on this machine (sudo)
+install-service: wheel  ## install the wheel as the systemd service on this machine and start it (sudo)
 	scripts/install.sh $(ARGS)
 
 uninstall-service:  ## stop and remove the systemd service from this machine (keeps the CSV log; ARGS=--purge deletes it)
