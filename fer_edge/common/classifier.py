@@ -14,6 +14,7 @@ import numpy as np
 
 from fer_edge.common.contract import ContractError, ModelContract, load_contract
 from fer_edge.common.interpreter import dequantize, make_interpreter, quantize
+from fer_edge.common.invocation import convert_hint
 
 
 class ModelMismatchError(ContractError):
@@ -26,7 +27,7 @@ def check_against_contract(interp: Any, contract: ModelContract, model: Path) ->
     def need(cond: bool, what: str) -> None:
         if not cond:
             raise ModelMismatchError(f"{model} does not match its contract {model.with_suffix('.json')}: {what}. "
-                                     "Copy the .tflite and its .json together, or re-run `make tflite`.")
+                                     f"Copy the .tflite and its .json together, or re-run {convert_hint()}.")
     c = contract
     inputs, outputs = interp.get_input_details(), interp.get_output_details()
     need(len(inputs) == 1 and len(outputs) == 1, f"{len(inputs)} inputs / {len(outputs)} outputs, expected 1 / 1")
@@ -101,5 +102,5 @@ def check_model(model_path: str | Path, num_threads: int = 1) -> ModelContract:
     probs = TfliteModel(model_path, threads=num_threads, contract=c).probs(np.full((c.height, c.width), 128, np.uint8))
     if not np.isfinite(probs).all() or abs(float(probs.sum()) - 1.0) > 1e-3:
         raise ContractError(f"{model_path}: a test face gave no probabilities ({probs}): the runtime cannot run "
-                            "this model correctly; re-run `make tflite` or update ai-edge-litert")
+                            f"this model correctly; re-run {convert_hint()} or update ai-edge-litert")
     return c

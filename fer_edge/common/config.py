@@ -37,6 +37,13 @@ ROOT = _root()
 DEFAULT_CONFIG = ROOT / "config.yaml"   # absent for an installed package run outside a checkout: the defaults apply
 
 
+def config_help() -> str:
+    """What --help says of --config: the checkout's config.yaml, or the current folder's outside one."""
+    if ROOT == PACKAGE_DIR.parent:
+        return f"config file (default: {DEFAULT_CONFIG})"
+    return "config file (default: ./config.yaml when the current folder has one, else the built-in defaults)"
+
+
 class ConfigError(ValueError):
     """A config problem; the message names the key path, the value and what is allowed."""
 

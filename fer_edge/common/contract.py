@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fer_edge.common.invocation import convert_hint, model_option
+
 SCHEMA_VERSION = 1
 
 # CPython's built-in SHA-256 (as the stdlib's own `random` module does for SHA-512): hashlib would load
@@ -79,12 +81,12 @@ def contract_path_for(model_path: str | Path) -> Path:
 
 def _require(d: dict[str, Any], key: str, typ: type, where: str, path: Path) -> Any:
     if key not in d:
-        raise ContractError(f"{path}: missing '{where}{key}'. Re-create it with `make tflite`.")
+        raise ContractError(f"{path}: missing '{where}{key}'. Re-create it with {convert_hint()}.")
     val = d[key]
     if typ is float and isinstance(val, int) and not isinstance(val, bool):
         val = float(val)
     if not isinstance(val, typ) or (typ is int and isinstance(val, bool)):
-        raise ContractError(f"{path}: '{where}{key}' = {val!r} should be {typ.__name__}. Re-create it with `make tflite`.")
+        raise ContractError(f"{path}: '{where}{key}' = {val!r} should be {typ.__name__}. Re-create it with {convert_hint()}.")
     return val
 
 
@@ -99,7 +101,7 @@ def parse_contract(raw: dict[str, Any], path: Path, model_file: Path | None = No
         raise ContractError(f"{path}: expected a JSON object")
     version = raw.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise ContractError(f"{path}: schema_version {version!r} is not {SCHEMA_VERSION}; re-create it with `make tflite`")
+        raise ContractError(f"{path}: schema_version {version!r} is not {SCHEMA_VERSION}; re-create it with {convert_hint()}")
     labels = _require(raw, "labels", list, "", path)
     if not labels or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
         raise ContractError(f"{path}: 'labels' must be a list of distinct non-empty names, got {labels!r}"[:400])
@@ -122,7 +124,7 @@ def parse_contract(raw: dict[str, Any], path: Path, model_file: Path | None = No
         precision=_require(raw, "precision", str, "", path), raw=raw)
     if not isinstance(raw.get("mirror_average", False), bool):
         raise ContractError(f"{path}: 'mirror_average' = {raw['mirror_average']!r} should be true or false. "
-                            "Re-create it with `make tflite`.")
+                            f"Re-create it with {convert_hint()}.")
     if c.channels != 1 or c.height < 8 or c.width < 8:
         raise ContractError(f"{path}: input {c.height}x{c.width}x{c.channels} is not a grayscale image input")
     return c
@@ -133,24 +135,24 @@ def load_contract(model_path: str | Path, verify_sha256: bool = True) -> ModelCo
     model_path = Path(model_path)
     cpath = contract_path_for(model_path)
     if not model_path.is_file():
-        raise ContractError(f"model file {model_path} not found. Run `make tflite` or pass --model PATH.")
+        raise ContractError(f"model file {model_path} not found. Run {convert_hint()} or pass {model_option()}.")
     if not cpath.is_file():
         raise ContractError(f"model contract {cpath} not found next to {model_path}. "
-                            "Models must be made with `make tflite`, which writes both files.")
+                            f"Models must be made with {convert_hint()}, which writes both files.")
     try:
         raw = json.loads(cpath.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
-        raise ContractError(f"{cpath}: not UTF-8 text (a damaged or binary file). Re-create it with `make tflite` "
+        raise ContractError(f"{cpath}: not UTF-8 text (a damaged or binary file). Re-create it with {convert_hint()} "
                             "or copy it again with the .tflite.") from None
     except (OSError, json.JSONDecodeError) as exc:
-        raise ContractError(f"{cpath}: not readable JSON ({exc}). Re-create it with `make tflite`.") from exc
+        raise ContractError(f"{cpath}: not readable JSON ({exc}). Re-create it with {convert_hint()}.") from exc
     c = parse_contract(raw, cpath, model_file=model_path)
     if verify_sha256:
         actual = sha256_file(model_path)
         if actual != c.sha256:
             raise ContractError(f"{model_path} does not match its contract {cpath}: sha256 {actual[:12]}... "
                                 f"!= {c.sha256[:12]}... The model file was changed or corrupted; "
-                                "copy both files again or re-run `make tflite`.")
+                                f"copy both files again or re-run {convert_hint()}.")
     return c
 
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 if TYPE_CHECKING:
     import numpy as np
 
+from fer_edge.common.invocation import convert_hint, edge_install_hint, model_option
+
 # (module to import, name reported by runtime_name()) in order of preference.
 _RUNTIMES: tuple[tuple[str, str], ...] = (
     ("ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -84,7 +86,7 @@ def _interpreter_class() -> tuple[Any, str]:
         else:
             raise RuntimeMissingError(
                 "no TFLite runtime found (" + "; ".join(errors) + "). Install the edge requirements: "
-                "`make setup-edge` or `pip install -r requirements-edge.txt` (ai-edge-litert).")
+                f"{edge_install_hint()} (ai-edge-litert).")
     return _chosen
 
 
@@ -115,7 +117,7 @@ def make_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
     """
     path = Path(model_path)
     if not path.is_file():
-        raise ModelLoadError(f"model file {path} not found. Run `make tflite` (or pass --model PATH).")
+        raise ModelLoadError(f"model file {path} not found. Run {convert_hint()} (or pass {model_option()}).")
     if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     cls, name = _interpreter_class()
@@ -127,7 +129,7 @@ def make_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
         # The runtimes raise ValueError/RuntimeError with a C++ message; add what to do.
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"cannot load TFLite model {path} with {name}: {msg}. The file is corrupt, "
-                             "truncated or not a .tflite model: re-run `make tflite` (or copy the "
+                             f"truncated or not a .tflite model: re-run {convert_hint()} (or copy the "
                              ".tflite and its .json again).") from exc
     return interp
 

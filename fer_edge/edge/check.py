@@ -10,17 +10,20 @@ import sys
 from pathlib import Path
 
 from fer_edge.common.classifier import check_model
+from fer_edge.common.config import config_help
 from fer_edge.common.contract import ContractError
 from fer_edge.common.helptext import summary
 from fer_edge.common.interpreter import ModelLoadError, runtime_name
+from fer_edge.common.invocation import prog
 
 
 def main(argv: list[str] | None = None) -> int:
     from fer_edge import __version__
-    ap = argparse.ArgumentParser(prog="python -m fer_edge.edge.check", description=summary(__doc__))
+    ap = argparse.ArgumentParser(prog=prog("check"), description=summary(__doc__))
     ap.add_argument("--version", action="version", version=f"fer-edge {__version__}")
     ap.add_argument("model", nargs="?", help="a .tflite file (default: edge.model from the config)")
-    ap.add_argument("--config", type=Path, default=None)
+    ap.add_argument("--config", type=Path, default=None,
+                    help=config_help() + "; read for edge.model when MODEL is not given")
     args = ap.parse_args(argv)
     if args.model:
         model = Path(args.model)

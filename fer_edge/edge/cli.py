@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 from fer_edge import __version__
-from fer_edge.common.config import ConfigError, exit_on_config_error, load_config
+from fer_edge.common.config import ConfigError, config_help, exit_on_config_error, load_config
+from fer_edge.common.invocation import prog
 
 
 def _cli_path(value: str) -> str:
@@ -28,11 +29,11 @@ def _cli_source(value: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m fer_edge.edge",
+        prog=prog("edge"),
         description="Detect faces, classify their expression with the int8 TFLite model and log them to CSV "
                     "(optionally with an overlay window and the web view).")
     ap.add_argument("--version", action="version", version=f"fer-edge {__version__}")
-    ap.add_argument("--config", default=None, help="config file (default: config.yaml of the repository)")
+    ap.add_argument("--config", default=None, help=config_help())
     ap.add_argument("--source", help="auto | camera index | /dev/videoN | video file | image file or folder | "
                                      "rtsp:// or http:// URL (edge.source)")
     ap.add_argument("--model", help="int8 .tflite with its contract .json next to it (edge.model)")

@@ -1,5 +1,5 @@
 """What one run of the edge did: the summary a user reads at its end and the ``--stats-json`` record
-the benchmarks read (counters, per-stage p50/p95 ms, peak memory)."""
+the benchmarks read (counters, per-stage p50/p95 ms, peak memory: private and resident)."""
 from __future__ import annotations
 
 import json
@@ -12,18 +12,31 @@ import numpy as np
 
 STAGES_KEPT = 20000          # per-stage timings kept for the percentiles
 NO_FACE_NAMED = 5            # photos without a face named in the summary
+PRIVATE_EVERY = 50           # frames between samples of the private memory (a /proc read, ~20 us)
 
 
-def peak_rss_mb() -> float | None:
-    """This process's peak resident memory (VmHWM; Linux), None elsewhere. Unlike getrusage's
-    ru_maxrss it starts afresh at exec, so it is not the launching process's size."""
+def _status_mb(key: str) -> float | None:
+    """A memory figure of /proc/self/status in MB (Linux), None elsewhere."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (VmHWM), None off Linux. Unlike getrusage's ru_maxrss it
+    starts afresh at exec, so it is not the launching process's size. It counts the file-backed pages
+    of the shared libraries (OpenCV, libavcodec) too, which differ from machine to machine."""
+    return _status_mb("VmHWM")
+
+
+def private_mb() -> float | None:
+    """This process's private (anonymous) resident memory now (RssAnon): what it allocated itself,
+    the figure to hold to a memory target."""
+    return _status_mb("RssAnon")
 
 
 class RunRecord:
@@ -34,10 +47,20 @@ class RunRecord:
         self.stages: dict[str, deque[float]] = {}
         self.no_face: list[str] = []
         self.no_face_count = 0
+        self.calls = 0
+        self.peak_private: float | None = None
+
+    def sample_private(self) -> None:
+        now = private_mb()
+        if now is not None and (self.peak_private is None or now > self.peak_private):
+            self.peak_private = now
 
     def timings(self, ms: dict[str, float]) -> None:
         for k, v in ms.items():
             self.stages.setdefault(k, deque(maxlen=STAGES_KEPT)).append(v)
+        self.calls += 1
+        if self.calls % PRIVATE_EVERY == 1:
+            self.sample_private()
 
     def photo_without_face(self, label: str) -> None:
         self.no_face_count += 1
@@ -63,6 +86,7 @@ class RunRecord:
         """Counters (``metrics``: the telemetry's) and per-stage p50/p95 ms of this run."""
         from fer_edge.common.interpreter import runtime_name
         m = metrics
+        self.sample_private()
         stages = {k: {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)),
                       "mean": float(np.mean(v)), "n": len(v)} for k, v in self.stages.items() if v}
         return {"exit_code": code, "frames": frames, "faces": faces, "csv_rows": log.rows,
@@ -72,7 +96,7 @@ class RunRecord:
                 "mqtt_sent": m.mqtt_sent, "mqtt_dropped": m.mqtt_dropped, "mqtt_reconnects": m.mqtt_reconnects,
                 "first_row_unix": log.first_row_time, "ended_unix": time.time(),
                 "runtime": runtime_name(), "tensorflow_imported": "tensorflow" in sys.modules,
-                "peak_rss_mb": peak_rss_mb(),
+                "peak_rss_mb": peak_rss_mb(), "peak_private_mb": self.peak_private,
                 "stages_ms": stages}
 
 

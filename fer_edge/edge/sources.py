@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from fer_edge.common.config import resolve_path
+from fer_edge.common.invocation import command
 from fer_edge.common.yamlsafe import clip
 from fer_edge.edge.imageread import CorruptFrame, decode, normalize_image
 
@@ -103,7 +104,7 @@ class OpenCvSource:
         if not cap.isOpened():
             cap.release()
             hint = ("check that the camera is connected and not used by another program (`v4l2-ctl --list-devices`), "
-                    "or try it on a file: `make run SOURCE=path/to/video.mp4`"
+                    "or try it on a file: " + command("edge", "--source path/to/video.mp4", "SOURCE=path/to/video.mp4")
                     if self.live and not str(self.target).count("://") else
                     "check the URL and that the stream is up" if self.live else
                     "the file is not a video OpenCV can decode (corrupt or an unknown codec)")

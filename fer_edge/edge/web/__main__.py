@@ -1,18 +1,19 @@
-"""`python -m fer_edge.edge.web` (`make web`): the photo upload page and API alone, without a camera."""
+"""`python -m fer_edge.edge.web` (`fer-web`, `make web`): the photo upload page and API alone, without a camera."""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from fer_edge import __version__
-from fer_edge.common.config import ConfigError, exit_on_config_error, load_config
+from fer_edge.common.config import ConfigError, config_help, exit_on_config_error, load_config
+from fer_edge.common.invocation import prog
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fer_edge.edge.web",
+    ap = argparse.ArgumentParser(prog=prog("web"),
                                  description="Serve the photo upload page and API (no camera, no live stream).")
     ap.add_argument("--version", action="version", version=f"fer-edge {__version__}")
-    ap.add_argument("--config", default=None, help="config file (default: config.yaml)")
+    ap.add_argument("--config", default=None, help=config_help())
     ap.add_argument("--model", help="int8 .tflite with its contract .json next to it (default: edge.model)")
     ap.add_argument("--host", help="bind address (default: web.host)")
     ap.add_argument("--port", type=int, help="port (default: web.port)")

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from fer_edge.common.invocation import command
 from fer_edge.edge import overlay
 from fer_edge.edge.telemetry import LiveState
 from fer_edge.edge.types import Face, Frame, FrameResult
@@ -41,11 +42,13 @@ class Analyzer(Protocol):
 
 
 def face_json(face: Face, labels: tuple[str, ...]) -> dict:
-    """One face as JSON: id, box in frame pixels, top emotion, confidence, all probabilities."""
+    """One face as JSON: id, box in frame pixels, top emotion, confidence, all probabilities; named as in
+    the CSV and MQTT (`emotion`, `probabilities`). `label` and `probs` repeat them for one release (0.9.x)."""
     b = face.box
+    probs = {name: round(float(p), 4) for name, p in zip(labels, face.probs)}
     return {"face_id": int(face.face_id), "box": {"x": int(b.x), "y": int(b.y), "w": int(b.w), "h": int(b.h)},
-            "label": face.label, "confidence": round(float(face.confidence), 4),
-            "probs": {name: round(float(p), 4) for name, p in zip(labels, face.probs)}}
+            "emotion": face.label, "confidence": round(float(face.confidence), 4), "probabilities": probs,
+            "label": face.label, "probs": dict(probs)}
 
 
 class WebState:
@@ -107,7 +110,7 @@ def cross_site(request: Request) -> str:
 
 def _no_live() -> JSONResponse:
     return JSONResponse({"error": "no live stream is running: this server was started without a camera "
-                                  "(`make web`); start the edge service with web.enabled: true, or upload a photo at /upload"},
+                                  f"({command('web')}); start the edge service with web.enabled: true, or upload a photo at /upload"},
                         status_code=503)
 
 

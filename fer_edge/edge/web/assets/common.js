@@ -17,9 +17,9 @@ function el(tag, attrs, ...children) {
 function pct(x) { return (100 * x).toFixed(0) + "%"; }
 // One row per face: id, emotion, confidence bar, box.
 function faceRows(tbody, faces) {
-  tbody.replaceChildren(...faces.map(f => el("tr", { "class": "face", "data-label": f.label },
+  tbody.replaceChildren(...faces.map(f => el("tr", { "class": "face", "data-label": f.emotion },
     el("td", {}, "#" + f.face_id),
-    el("td", { "class": "emotion" }, f.label),
+    el("td", { "class": "emotion" }, f.emotion),
     el("td", {}, el("div", { "class": "bar", title: pct(f.confidence) },
       el("span", { style: "width:" + pct(f.confidence) })), pct(f.confidence)),
     el("td", { "class": "muted" }, `${f.box.w}x${f.box.h} at ${f.box.x},${f.box.y}`))));
