@@ -179,6 +179,7 @@ class MqttReporter:
         self._ever_connected = False
         self._failure_said = ""
         self._said_at, self._held = float("-inf"), 0
+        self._loss_told = False
         self._claim_warned = False
         self._acked = False                 # this connection got its CONNACK
 
@@ -225,15 +226,17 @@ class MqttReporter:
         c.on_message = self._on_claim
         return c
 
-    def _say_limited(self, text: str) -> None:
-        """A connection change in one line, at most one per SAY_EVERY_S; the held ones are counted."""
+    def _say_limited(self, text: str, always: bool = False) -> bool:
+        """A connection change in one line, at most one per SAY_EVERY_S (``always``: this one regardless);
+        the held ones are counted. Whether it was said."""
         now = time.monotonic()
-        if now - self._said_at < SAY_EVERY_S:
+        if now - self._said_at < SAY_EVERY_S and not always:
             self._held += 1
-            return
+            return False
         held = f" ({self._held} more connection changes in the last {SAY_EVERY_S:g} s)" if self._held else ""
         self._said_at, self._held = now, 0
         self.say(text + held)
+        return True
 
     def _on_claim(self, client, userdata, message) -> None:
         other = message.payload[:100].decode("utf-8", "replace")
@@ -260,7 +263,9 @@ class MqttReporter:
         if self._ever_connected:
             self.reconnects += 1
             self.count("mqtt_reconnects", 1)
-            self._say_limited(f"note: MQTT broker {self.where}: connected again")
+            # a loss that was told is followed by its recovery, whatever the limit
+            self._say_limited(f"note: MQTT broker {self.where}: connected again", always=self._loss_told)
+            self._loss_told = False
         self._ever_connected = True
         client.subscribe(self.topics.claim, qos=1)            # another device's claim arrives first (retained),
         client.publish(self.topics.claim, self.client_id, qos=1, retain=True)   # then this one replaces it
@@ -272,8 +277,8 @@ class MqttReporter:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected and not self._stop.is_set():
-            self._say_limited(f"warning: MQTT broker {self.where}: connection lost ({reason_code}); "
-                              "reconnecting in the background (the CSV log goes on)")
+            self._loss_told = self._say_limited(f"warning: MQTT broker {self.where}: connection lost ({reason_code}); "
+                                                "reconnecting in the background (the CSV log goes on)") or self._loss_told
         self.connected = False
 
     def _publish(self, topic: str, payload, qos: int | None = None) -> None:
