@@ -29,8 +29,10 @@ def rows(n: int, source: str = "camera 0", start: datetime = START) -> str:
 
 def report(*args) -> tuple[subprocess.CompletedProcess, float]:
     """The report CLI in a child; (its result, its peak memory in MB)."""
-    code = ("import resource, sys\nfrom fer_edge.edge.report import main\nrc = main(sys.argv[1:])\n"
-            "print(f'peak_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}', file=sys.stderr)\n"
+    # VmHWM is this process's own peak: ru_maxrss keeps the parent's size at fork across exec (a big pytest)
+    code = ("import sys\nfrom fer_edge.edge.report import main\nrc = main(sys.argv[1:])\n"
+            "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0].split()[1]\n"
+            "print(f'peak_mb={int(hwm) / 1024:.0f}', file=sys.stderr)\n"
             "sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=ROOT, env=edge_env(), capture_output=True,
                        text=True, timeout=300)

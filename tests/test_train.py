@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ["--arch", "tiny", "--set", "data.max_per_class=40", "--set", "train.bn_momentum=0.9",
          "--set", "train.batch_size=32", "--set", "train.warmup_epochs=0", "--set", "train.learning_rate=0.01",
          "--set", "train.precision=float32", "--set", "train.verbose=2", "--set", "train.augment.erasing_prob=0",
-         "--set", "train.augment.mixup_alpha=0"]     # mixup has its own tests; 4 tiny epochs need clean labels
+         "--set", "train.augment.mixup_alpha=0",     # mixup has its own tests; 4 tiny epochs need clean labels
+         "--set", "data.labels=fer2013"]             # FER-2013's folders as labels (FER+: tests/test_ferplus.py)
 
 
 def _train(tmp_path: Path, fer_root: Path, *extra: str, **kw) -> subprocess.Popen:

@@ -194,6 +194,9 @@ def fit(run_dir: Path, cfg: dict, state: dict, data: FerData, resuming: bool, fi
             soft = soft_targets(data.train.x, data.train.y, cfg["teacher"], resolve_path)
         except FileNotFoundError as exc:
             raise TrainError(str(exc)) from None
+        if soft.shape[1] != len(data.labels):
+            raise TrainError(f"teacher.models answer in {soft.shape[1]} classes and data.labels "
+                             f"{cfg['data']['labels']!r} has {len(data.labels)}: use teachers trained on the same labels")
         state["teacher"] = {"models": list(cfg["teacher"]["models"]), "temperature": cfg["teacher"]["temperature"],
                             "hard_weight": cfg["teacher"]["hard_weight"], "mirror": cfg["teacher"]["mirror"]}
         print(f"distilling from {len(cfg['teacher']['models'])} teacher(s), temperature {cfg['teacher']['temperature']}, "
