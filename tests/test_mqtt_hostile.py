@@ -85,16 +85,23 @@ class Silent:
             c.close()
 
 
+def reporter_for(port: int, seconds: float, *ends):
+    """A reporter run against ``port`` for ``seconds``, then stopped, and ``ends`` called (the peers' close)."""
+    r = reporter(port).start()
+    try:
+        time.sleep(seconds)
+    finally:
+        r.stop()
+        for end in ends:
+            end()
+    return r
+
+
 def test_a_broker_that_never_answers_is_named_within_the_connect_timeout_once(monkeypatch):
     import fer_edge.edge.mqtt as m
     monkeypatch.setattr(m, "CONNACK_TIMEOUT_S", 1.5)
     server = Silent()
-    r = reporter(server.port).start()
-    try:
-        time.sleep(9)
-    finally:
-        r.stop()
-        server.close()
+    r = reporter_for(server.port, 9, server.close)
     said = [x for x in r.lines if "no answer to the MQTT handshake" in x]
     assert len(said) == 1 and "mqtt.tls" in said[0], r.lines
     assert len(server.conns) >= 2, "it stopped retrying"
@@ -104,13 +111,7 @@ def test_a_broker_that_never_answers_is_named_within_the_connect_timeout_once(mo
 def test_a_broker_that_drops_every_connection_is_said_at_a_bounded_rate(tmp_path):
     broker = Broker(tmp_path).start()
     proxy = Silent(forward_to=broker.port, cut_s=1.0)
-    r = reporter(proxy.port).start()
-    try:
-        time.sleep(12)
-    finally:
-        r.stop()
-        proxy.close()
-        broker.stop()
+    r = reporter_for(proxy.port, 12, proxy.close, broker.stop)
     assert len(proxy.conns) >= 4, "the flapping was not reproduced"
     assert 1 <= len(r.lines) <= 2, r.lines
 
