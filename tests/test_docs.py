@@ -80,3 +80,16 @@ def test_readme_figures_match_benchmarks():
             summary = block.splitlines()[0]
             assert "in T s (F frames/s)" in summary, summary
             assert summary.split()[1] in numbers(sections[names[0]]), summary
+
+
+def test_readme_shows_the_csv_header_the_edge_writes():
+    import json
+
+    from fer_edge.edge.csvlog import header_for
+    labels = tuple(json.loads((ROOT / "models/emotion_int8.json").read_text())["labels"])
+    section = (ROOT / "README.md").read_text().split("### The CSV emotion log", 1)[1]
+    block = section.split("```", 2)[1]
+    assert block.strip().splitlines()[0] == ",".join(header_for(labels))
+    described = {name.strip(" `") for line in section.splitlines() if line.startswith("| `")
+                 for name in line.split("|")[1].split(",")}
+    assert set(header_for(labels)[:11]) <= described, described

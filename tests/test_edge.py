@@ -229,7 +229,7 @@ def test_csv_contract_repair_header_and_rotation(tmp_path):
                                                                  "y", "w", "h", "emotion", "confidence"]
         for r in rows:
             assert ISO.match(r[0]) and r[2] == "cam, 0" and r[8] == "happy"
-            assert abs(sum(float(x) for x in r[10:]) - 1.0) < 1e-3
+            assert r[10] == "" and abs(sum(float(x) for x in r[11:]) - 1.0) < 1e-3
     # A crash left half a row: it is cut off on open, and the next rows append cleanly.
     with open(path, "ab") as fh:
         fh.write(b"2026-11-21T20:15:03.123Z,99,cam,0,1,2")
@@ -359,11 +359,12 @@ def test_cli_video_file_csv_contract(tiny_tflite, clip, tmp_path):
     assert r.returncode == 0, r.stderr
     header, rows = read_log(log)
     assert header == ["timestamp", "frame", "source", "face_id", "x", "y", "w", "h", "emotion", "confidence",
-                      *(f"prob_{n}" for n in LABELS)]
+                      "media_s", *(f"prob_{n}" for n in LABELS)]
     assert len(rows) >= 35                                        # the face is found in (nearly) every frame
     for row in rows:
         assert ISO.match(row[0]) and row[2] == str(clip) and row[8] in LABELS
-        probs = [float(x) for x in row[10:]]
+        assert abs(float(row[10]) - int(row[1]) / 25) < 1e-3          # the frame's position in the clip (25 fps)
+        probs = [float(x) for x in row[11:]]
         assert abs(sum(probs) - 1.0) < 1e-3 and abs(max(probs) - float(row[9])) < 1e-4
     s = json.loads(stats.read_text())
     assert s["frames"] == 40 and s["tensorflow_imported"] is False and s["runtime"] == "ai-edge-litert"
@@ -396,7 +397,7 @@ def test_cli_image_folder_and_file(tiny_tflite, face_crops, tmp_path):
     for row in rows:
         by_source.setdefault(Path(row[2]).name, []).append(row)
     assert {k: len(v) for k, v in by_source.items()} == {"a_two_faces.jpg": 2, "b_gray.png": 2, "c_alpha.png": 2}
-    assert str(folder) in rows[0][2]
+    assert str(folder) in rows[0][2] and {row[10] for row in rows} == {""}    # photos have no media time
     # One image file.
     r = run_edge("--headless", "--source", str(folder / "a_two_faces.jpg"), "--model", str(tiny_tflite),
                  "--log", str(tmp_path / "one.csv"))
@@ -447,6 +448,7 @@ def test_cli_http_url_source(tiny_tflite, media_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     _, rows = read_log(tmp_path / "u.csv")
     assert len(rows) >= 10 and {row[2] for row in rows} == {url}
+    assert {row[10] for row in rows} == {""}                      # a stream has no media time
 
 
 def test_cli_fake_camera_source_in_process(tiny_tflite, media_dir, tmp_path):
@@ -460,6 +462,7 @@ def test_cli_fake_camera_source_in_process(tiny_tflite, media_dir, tmp_path):
     assert code == 0
     _, rows = read_log(log)
     assert len(rows) >= 20 and {r[2] for r in rows} == {"fake camera"}
+    assert {r[10] for r in rows} == {""}                          # a camera has no media time
     assert len({r[3] for r in rows}) <= 2                         # tracked: (nearly) one face id
 
 

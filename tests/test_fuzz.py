@@ -58,7 +58,7 @@ def report_rows():
     import tempfile
     from pathlib import Path
 
-    from fer_edge.edge.report import Report
+    from fer_edge.edge.reportdata import Report
     from fer_edge.edge.reportio import ReportError
     from tests.test_report_hostile import HEADER, LABELS, rows
     folder = Path(tempfile.mkdtemp(prefix="fuzz-report-"))

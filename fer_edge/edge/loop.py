@@ -1,7 +1,7 @@
 """The edge loop: source -> pipeline -> sinks (CSV, window, web), run unattended under systemd.
 
 Fault tolerance lives here, not in the stages:
-- frames are read by a capture thread (edge.sources.Capture); the loop waits with a timeout, so a
+- frames are read by a capture thread (edge.capture.Capture); the loop waits with a timeout, so a
   camera that hangs or dies is noticed after ``edge.camera.stall_timeout_s`` and reopened with
   exponential backoff, for ever by default (``reconnect_attempts`` 0); with a limit, after that
   many failures we exit 1 and systemd restarts us.
@@ -26,6 +26,7 @@ from fer_edge import __version__
 from fer_edge.common.config import resolve_path
 from fer_edge.common.contract import ContractError
 from fer_edge.common.interpreter import ModelLoadError, RuntimeMissingError
+from fer_edge.edge.capture import Capture, open_interruptible
 from fer_edge.edge.console import Progress, has_display, say
 from fer_edge.edge.csvlog import CsvLog, CsvLogError
 from fer_edge.edge.detect import DetectorError
@@ -34,7 +35,7 @@ from fer_edge.edge.notify import Watchdog, notify
 from fer_edge.edge.pipeline import Pipeline
 from fer_edge.edge.runstats import RunRecord, write_stats
 from fer_edge.edge.signals import Signals
-from fer_edge.edge.sources import Capture, FrameSource, SourceError, make_source, open_interruptible
+from fer_edge.edge.sources import FrameSource, SourceError, make_source
 from fer_edge.edge.telemetry import LiveState
 from fer_edge.edge.types import Frame
 
@@ -251,11 +252,12 @@ class Service:
                 continue
             watch.delivered(now)
             t0 = time.perf_counter()
-            frame = Frame(image, self.frames, item.grab.label, item.timestamp, still=item.grab.still)
+            frame = Frame(image, self.frames, item.grab.source, item.timestamp, still=item.grab.still,
+                          media_s=item.grab.media_s)
             try:
                 result = self.pipeline.process(frame)
             except ValueError as exc:
-                self._corrupt(f"{item.grab.label}: {exc}")
+                self._corrupt(f"{item.grab.source}: {exc}")
                 continue
             self._failures = 0
             t1 = time.perf_counter()
@@ -267,7 +269,7 @@ class Service:
                 break
             t2 = time.perf_counter()
             if frame.still and not result.faces:
-                self.record.photo_without_face(item.grab.label)
+                self.record.photo_without_face(item.grab.source)
             dt = (now - prev) if prev is not None else 0.0
             prev = now
             if dt > 0:

@@ -46,6 +46,11 @@ class Snapshot:
     still: bool
     fps: float
     faces: tuple      # (face_id, label, confidence, probs ndarray, (x, y, w, h)) per face
+    media_s: float | None = None     # a video file: the frame's position in it
+
+    def media(self) -> dict:
+        """``{"media_s": ...}`` for a frame of a video file, else nothing (cameras, streams, photos)."""
+        return {} if self.media_s is None else {"media_s": round(self.media_s, 3)}
 
 
 def _iso(t: datetime) -> str:
@@ -69,7 +74,7 @@ class FaceEvents:
                 "emotion": label, "confidence": round(float(conf), 4),
                 "probabilities": {k: round(float(p), 4) for k, p in zip(self.labels, probs)},
                 "box": {"x": int(x), "y": int(y), "w": int(w), "h": int(h)},
-                "start_time": _iso(start), "timestamp": _iso(snap.time)}
+                "start_time": _iso(start), "timestamp": _iso(snap.time), **snap.media()}
 
     def feed(self, snap: Snapshot) -> list[dict]:
         now = snap.time.timestamp()
@@ -107,7 +112,7 @@ class FaceEvents:
         for f in snap.faces:
             conf[f[1]] = conf.get(f[1], 0.0) + float(f[2])
         dominant = max(labels, key=lambda k: (labels[k], conf[k])) if labels else "none"
-        return {"device": self.device, "source": snap.source, "timestamp": _iso(snap.time),
+        return {"device": self.device, "source": snap.source, "timestamp": _iso(snap.time), **snap.media(),
                 "faces": len(snap.faces), "dominant_emotion": dominant,
                 "confidence": round(100.0 * conf[dominant] / labels[dominant], 1) if labels else 0.0,
                 "emotions": dict(labels), "fps": round(float(snap.fps), 1),
@@ -193,7 +198,7 @@ class MqttReporter:
         f = result.frame
         snap = Snapshot(f.timestamp, f.source, f.still, fps,
                         tuple((x.face_id, x.label, x.confidence, x.probs, (x.box.x, x.box.y, x.box.w, x.box.h))
-                              for x in result.faces))
+                              for x in result.faces), f.media_s)
         try:
             self.queue.put_nowait(snap)
         except queue.Full:

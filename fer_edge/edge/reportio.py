@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fer_edge.edge.csvlog import BASE_COLUMNS
+from fer_edge.edge.csvlog import BASE_COLUMNS, BASE_COLUMNS_NO_MEDIA
 
 LINE_LIMIT = 1 << 16            # longest line or CSV field accepted
 PLAUSIBLE_FROM = 946684800.0    # 2000-01-01 UTC: an earlier row is a clock that was not set
@@ -79,6 +79,15 @@ def reason(exc: BaseException) -> str:
     return text[:120]
 
 
+def header_layout(cols: list[str]) -> tuple[tuple[str, ...], bool] | None:
+    """(labels, whether it has the media_s column) of a log's header; None when it is not fer-edge's."""
+    for base, media in ((BASE_COLUMNS, True), (BASE_COLUMNS_NO_MEDIA, False)):
+        probs = cols[len(base):]
+        if tuple(cols[:len(base)]) == base and probs and all(c.startswith("prob_") for c in probs):
+            return tuple(c[5:] for c in probs), media
+    return None
+
+
 def labels_of(path: Path) -> tuple[str, ...]:
     """The emotion labels of a log, from its header; ReportError when it is not an emotion log."""
     try:
@@ -86,21 +95,24 @@ def labels_of(path: Path) -> tuple[str, ...]:
             first = fh.readline(LINE_LIMIT)
     except READ_ERRORS as exc:
         raise Unreadable(f"{path}: cannot be read: {reason(exc)}") from None
-    cols = next(csv.reader([first]), [])
-    probs = cols[len(BASE_COLUMNS):]
-    if tuple(cols[:len(BASE_COLUMNS)]) != BASE_COLUMNS or not probs or not all(c.startswith("prob_") for c in probs):
+    layout = header_layout(next(csv.reader([first]), []))
+    if layout is None:
         raise ReportError(f"{path}: not an emotion log (its first line is not fer-edge's CSV header "
                           f"{','.join(BASE_COLUMNS[:4])},...,prob_<emotion>): pass the CSV that fer-edge writes")
-    return tuple(c[5:] for c in probs)
+    return layout[0]
 
 
 class Outlier(ValueError):
     """A row that parses but whose time cannot be this log's (before 2000, after tomorrow)."""
 
 
-def parse_row(row: list[str], width: int, index: dict[str, int]) -> tuple[float, int, int, int]:
-    """(timestamp, frame, face_id, label index) of one CSV row; ValueError when malformed, Outlier
-    when its time is implausible."""
+MEDIA_COLUMN = BASE_COLUMNS.index("media_s")
+
+
+def parse_row(row: list[str], width: int, index: dict[str, int],
+              media: bool = True) -> tuple[float, int, int, int, float | None]:
+    """(timestamp, frame, face_id, label index, media time or None) of one CSV row of a log with or
+    without the media_s column; ValueError when malformed, Outlier when its time is implausible."""
     if len(row) != width:
         raise ValueError("columns")
     try:
@@ -108,13 +120,16 @@ def parse_row(row: list[str], width: int, index: dict[str, int]) -> tuple[float,
         label = index[row[8]]
     except (KeyError, OverflowError) as exc:
         raise ValueError(str(exc)) from None
+    media_s = float(row[MEDIA_COLUMN]) if media and row[MEDIA_COLUMN] else None
+    if media_s is not None and not 0 <= media_s < 1e9:          # nan, inf, negative: not a position in a file
+        raise ValueError("media_s")
     try:
         ts = (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
     except (OverflowError, ValueError):                   # year 9999 at -12:00 is year 10000 in UTC
         raise Outlier(row[0][:40]) from None
     if not PLAUSIBLE_FROM <= ts <= time.time() + FUTURE_SLACK_S:
         raise Outlier(row[0][:40])
-    return ts, int(row[1]), int(row[3]), label
+    return ts, int(row[1]), int(row[3]), label, media_s
 
 
 def fmt_dur(s: float) -> str:
@@ -128,8 +143,9 @@ def fmt_dur(s: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%d %H:%M:%S")
+def plural(n: int, word: str) -> str:
+    """1 tracked face, 2 tracked faces (``word`` in the plural, ending in s)."""
+    return f"{n:,} {word[:-1] if n == 1 else word}"
 
 
 def md_cell(text: str) -> str:

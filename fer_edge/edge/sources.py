@@ -1,21 +1,16 @@
-"""Frame sources (camera, picamera2, video file, image file/folder, RTSP/HTTP URL) and the capture
-thread that reads them.
+"""Frame sources: camera, picamera2, video file, image file/folder, RTSP/HTTP URL.
 
 A source is anything with ``open()``, ``read()`` and ``close()`` (the ``FrameSource`` protocol), so
 tests can hand the loop a fake camera. ``read`` returns a ``Grab``, ``None`` at the end of the
 stream (or when a live source stops delivering), or raises ``CorruptFrame`` for one bad frame.
-The ``Capture`` thread only reads and queues, as in Frigate: a read that hangs in a driver can
-never hang the loop, which waits on the queue with a timeout.
+The capture thread that calls ``read`` is in capture.py.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import queue
-import threading
-import time
+import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
@@ -39,10 +34,22 @@ class SourceError(RuntimeError):
 
 @dataclass(frozen=True)
 class Grab:
-    """One image as read from a source. ``label`` is what the CSV 'source' column shows."""
+    """One image as read from a source."""
     image: np.ndarray
-    label: str
-    still: bool = False    # a photo: detected on its own, no tracking or smoothing across images
+    source: str                    # what the CSV 'source' column shows: the device, file, URL or image path
+    still: bool = False            # a photo: detected on its own, no tracking or smoothing across images
+    media_s: float | None = None   # a video file: the frame's position in it (s); None for cameras, streams, photos
+
+
+def media_time(pos_msec: float, pos_frames: float, fps: float) -> float | None:
+    """The position in seconds of the frame just read from a file, as OpenCV reports it after the read:
+    the container's timestamp (``CAP_PROP_POS_MSEC``) where it has one, else frame index / fps; None
+    when neither is known. ``pos_frames`` is the index of the next frame."""
+    if math.isfinite(pos_msec) and (pos_msec > 0 or 0 <= pos_frames <= 1):
+        return max(pos_msec, 0.0) / 1000.0
+    if math.isfinite(fps) and fps > 0 and math.isfinite(pos_frames) and pos_frames >= 1:
+        return (pos_frames - 1) / fps
+    return None
 
 
 @runtime_checkable
@@ -135,7 +142,9 @@ class OpenCvSource:
         if not ok:
             return None
         self._bad, self._moved, self._bad_pos = 0, False, -1.0
-        return Grab(normalize_image(image, self.name), self.name)
+        media = None if self.live else media_time(cap.get(cv2.CAP_PROP_POS_MSEC), cap.get(cv2.CAP_PROP_POS_FRAMES),
+                                                  cap.get(cv2.CAP_PROP_FPS))
+        return Grab(normalize_image(image, self.name), self.name, media_s=media)
 
     def _damaged(self, cap) -> bool:
         """After a failed read of a file: True while frames may be left to read past (the position is
@@ -260,34 +269,6 @@ class PiCameraSource:
                 cam.close()
 
 
-def open_interruptible(source: FrameSource, stop: threading.Event, poll_s: float = 0.05) -> bool:
-    """``source.open()`` in a helper thread, so that a driver or a network camera that blocks cannot
-    hold up a SIGTERM: True when it opened, False when ``stop`` was set first (the helper closes the
-    source if its open returns later). The open's own exception is raised here."""
-    box: dict = {}
-    done = threading.Event()
-
-    def target() -> None:
-        try:
-            source.open()
-        except BaseException as exc:        # noqa: BLE001 - handed to the caller
-            box["error"] = exc
-        done.set()
-        if stop.is_set() and "error" not in box:
-            try:
-                source.close()
-            except Exception:               # noqa: BLE001 - abandoned: nothing to report to
-                pass
-
-    threading.Thread(target=target, name=f"open {source.name}", daemon=True).start()
-    while not done.wait(poll_s):
-        if stop.is_set():
-            return False
-    if "error" in box:
-        raise box["error"]
-    return True
-
-
 def is_raspberry_pi() -> bool:
     """True on a Raspberry Pi (by the device-tree model string)."""
     try:
@@ -328,83 +309,3 @@ def make_source(spec: int | str, cam_cfg: dict, loop: bool = False, max_image_mp
     except OSError as exc:               # a name too long for the file system, a loop of links
         raise SourceError(f"source {clip(str(p))}: {exc.strerror or exc}: {kinds}") from None
     raise SourceError(f"source {clip(str(p))} not found: {kinds}")
-
-
-@dataclass(frozen=True)
-class Item:
-    """What the capture thread hands the loop: kind is 'frame', 'corrupt', 'end' or 'error'."""
-    kind: str
-    grab: Grab | None = None
-    timestamp: datetime | None = None
-    read_ms: float = 0.0
-    message: str = ""
-
-
-class Capture:
-    """Reads a source in a daemon thread into a bounded queue.
-
-    Live sources drop the oldest queued frame when the loop is behind (counted in ``dropped``):
-    the loop should work on the newest picture. Files and folders wait instead (no frame lost).
-    """
-
-    def __init__(self, source: FrameSource, queue_size: int = 2):
-        self.source = source
-        self.dropped = 0
-        self._q: queue.Queue[Item] = queue.Queue(maxsize=queue_size)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"capture {source.name}", daemon=True)
-
-    def start(self) -> "Capture":
-        self._thread.start()
-        return self
-
-    def _put(self, item: Item) -> None:
-        if self.source.live:
-            while not self._stop.is_set():
-                try:
-                    self._q.put_nowait(item)
-                    return
-                except queue.Full:
-                    try:
-                        self._q.get_nowait()
-                        self.dropped += 1
-                    except queue.Empty:
-                        pass
-        else:
-            while not self._stop.is_set():
-                try:
-                    self._q.put(item, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t0 = time.perf_counter()
-            try:
-                grab = self.source.read()
-            except CorruptFrame as exc:
-                self._put(Item("corrupt", message=str(exc)))
-                continue
-            except Exception as exc:     # a driver/library error: the loop decides (reconnect or end)
-                self._put(Item("error", message=f"{type(exc).__name__}: {exc}"))
-                return
-            if self._stop.is_set():
-                return
-            if grab is None:
-                self._put(Item("end"))
-                return
-            self._put(Item("frame", grab, datetime.now(timezone.utc), (time.perf_counter() - t0) * 1e3))
-
-    def get(self, timeout: float) -> Item | None:
-        """The next item, or None when nothing arrived within ``timeout`` seconds."""
-        try:
-            return self._q.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def stop(self, join_s: float = 1.0) -> bool:
-        """Ask the thread to stop; True if it ended (a read hung in a driver may not return)."""
-        self._stop.set()
-        self._thread.join(join_s)
-        return not self._thread.is_alive()

@@ -50,6 +50,7 @@ class Frame:
     source: str                # what the CSV 'source' column shows (device, file, image path)
     timestamp: datetime        # capture time, UTC
     still: bool = False        # a photo (image file, folder image, upload): a scene of its own, nothing carried over
+    media_s: float | None = None   # a video file: the frame's position in it, seconds; None for live sources and photos
 
 
 @dataclass(frozen=True)
