@@ -295,7 +295,8 @@ def test_overlay_draws_boxes_labels_and_bars(pipeline_factory, face_crops):
     out = draw(canvas, r, pipe.labels, fps=24.5)
     assert out.shape == canvas.shape and out is not canvas and not np.array_equal(out, canvas)
     b = r.faces[0].box
-    assert (out[b.y + b.h // 2, b.x] == (0, 220, 0)).all()        # the box edge
+    from fer_edge.common.palette import color_bgr
+    assert (out[b.y + b.h // 2, b.x] == color_bgr(r.faces[0].label)).all()      # the box edge, in the emotion's colour
     gray = draw(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY), r, pipe.labels, None)
     assert gray.ndim == 3
 
@@ -325,13 +326,16 @@ def test_overlay_window_under_xvfb(tiny_tflite, clip, tmp_path):
                 assert p.poll() is None, p.communicate()[1]
                 time.sleep(0.2)
             from PIL import ImageGrab
-            # The window shows the clip with a green face box: many pure box-green pixels on screen. On a
-            # loaded machine the window may be drawn a while after the first rows: look for up to 30 s.
+            # The window shows the clip with a face box and the class bars in the palette's exact colours. On
+            # a loaded machine the window may be drawn a while after the first rows: look for up to 30 s.
+            from fer_edge.common.palette import EMOTION_COLORS, color_bgr
             deadline = time.time() + 30
             while True:
                 time.sleep(0.5)
                 shot = np.asarray(ImageGrab.grab(xdisplay=display))[:, :, :3][:, :, ::-1]   # RGB -> BGR
-                green = np.all(shot == (0, 220, 0), axis=2)
+                green = np.zeros(shot.shape[:2], bool)
+                for name in EMOTION_COLORS:
+                    green |= np.all(shot == color_bgr(name), axis=2)
                 if green.sum() > 200 or time.time() > deadline:
                     break
             cv2.imwrite(str(tmp_path / "screenshot.png"), shot)
@@ -341,10 +345,14 @@ def test_overlay_window_under_xvfb(tiny_tflite, clip, tmp_path):
             p.terminate()
             _, err = p.communicate(timeout=30)
         assert p.returncode == 0, err
-        assert green.sum() > 200, f"no face box on the screenshot {tmp_path / 'screenshot.png'}; the edge said: {err[-1500:]}"
-        # White label text next to the box.
-        ys, xs = np.nonzero(green)
-        region = shot[max(0, ys.min() - 30):ys.min() + 5, xs.min():xs.max()]
+        assert green.sum() > 200, f"no face box or bars on the screenshot {tmp_path / 'screenshot.png'}; the edge said: {err[-1500:]}"
+        # White label text above the box: its top edge is the topmost long line of one palette colour (the
+        # bars are below it; a few pixels of the scene may match a palette colour by chance).
+        lines = np.nonzero(green.sum(axis=1) >= 40)[0]
+        assert lines.size, "no box edge on the screenshot"
+        top = lines[0]
+        xs = np.nonzero(green[top])[0]
+        region = shot[max(0, top - 30):top + 5, xs.min():xs.max()]
         assert (np.all(region > 200, axis=2)).sum() > 20, "no label text above the box"
     finally:
         xvfb.terminate()

@@ -37,6 +37,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def css_rgb(label: str) -> str:
+    """The palette's colour of ``label`` as the browser's computed style writes it."""
+    from fer_edge.common.palette import color_hex
+    h = color_hex(label)
+    return f"rgb({int(h[1:3], 16)}, {int(h[3:5], 16)}, {int(h[5:7], 16)})"
+
+
 def shot_path(name: str, tmp_path: Path) -> Path:
     if SAVE:
         (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
@@ -151,18 +158,28 @@ def test_live_page_shows_the_annotated_stream_and_the_faces(browser, service, tm
     assert float(page.inner_text("#fps")) > 0
     png = page.screenshot(path=str(shot_path("web_live.png", tmp_path)))
     box = page.locator("#stream").bounding_box()
+    # the faces table shows each emotion in the palette's colour: its swatch and its confidence bar
+    shown = page.eval_on_selector_all("#faces tbody tr.face", """rows => rows.map(r => [r.dataset.label,
+        getComputedStyle(r.querySelector("td.emotion i.swatch")).backgroundColor,
+        getComputedStyle(r.querySelector(".bar span")).backgroundColor])""")
     page.close()
     assert not errors, errors
+    assert shown and all(swatch == bar == css_rgb(label) for label, swatch, bar in shown), shown
 
     shot = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     x, y, w, h = (int(round(v)) for v in (box["x"], box["y"], box["width"], box["height"]))
     assert w > 300 and h > 200
-    view = shot[y:y + h, x:x + w]
+    view = shot[y:y + h, x:x + w].astype(int)
     assert view.std() > 20, "the stream area of the page is blank"
-    # The overlay's face box is drawn in green (BGR 0,220,0): visible in the page's image.
-    b, g, r = (view[..., i].astype(int) for i in range(3))
-    green = (g > 170) & (b < 90) & (r < 90)
-    assert green.sum() > 200, f"no face box visible in the stream ({green.sum()} green pixels)"
+    # The overlay's face box and class bars are drawn in the palette's colours: visible in the page's image
+    # (a JPEG, so near the colours; the saturated ones, as the scene's greys could pass for neutral's).
+    from fer_edge.common.palette import EMOTION_COLORS, color_bgr
+    near = np.zeros(view.shape[:2], bool)
+    for name in EMOTION_COLORS:
+        bgr = np.array(color_bgr(name))
+        if bgr.max() - bgr.min() > 60:
+            near |= np.abs(view - bgr).sum(axis=2) < 60
+    assert near.sum() > 200, f"no face box or bars visible in the stream ({near.sum()} pixels of the palette)"
 
 
 def test_history_panel_draws_the_emotions_of_the_running_loop(browser, service, tmp_path):
@@ -180,6 +197,8 @@ def test_history_panel_draws_the_emotions_of_the_running_loop(browser, service, 
     assert any(f"{label} " in note for label in LABELS), note
     legend = page.locator("#history-legend span").all_inner_texts()
     assert [x.strip() for x in legend] == list(LABELS)
+    swatches = page.eval_on_selector_all("#history-legend i.swatch", "s => s.map(i => getComputedStyle(i).backgroundColor)")
+    assert swatches == [css_rgb(name) for name in LABELS]            # the chart's colours are the palette's
     page.click("#history-range button[data-minutes='60']")
     page.wait_for_function("document.getElementById('history-note').textContent.includes('last 60 min')", timeout=10_000)
     page.click("#history-range button[data-minutes='10']")

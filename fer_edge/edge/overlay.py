@@ -1,15 +1,15 @@
 """Draw results on a frame: a box with label + confidence per face, per-class bars for the largest
-face, and the FPS. Works on a copy, so the published frame stays untouched for the web view."""
+face, and the FPS; boxes and bars in the emotions' colours (common/palette.py). Works on a copy, so
+the published frame stays untouched for the web view."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from fer_edge.common.palette import color_bgr
 from fer_edge.common.preprocess import to_gray
 from fer_edge.edge.types import FrameResult
 
-BOX_COLOR = (0, 220, 0)      # BGR
-BAR_COLOR = (0, 160, 255)
 TEXT_COLOR = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -35,7 +35,7 @@ def draw(image: np.ndarray, result: FrameResult, labels: tuple[str, ...], fps: f
     scale = max(0.7, min(1.4, w / 640.0))     # readable on a 320-px frame, not huge on 1080p
     for face in result.faces:
         b = face.box
-        cv2.rectangle(out, (b.x, b.y), (b.x + b.w - 1, b.y + b.h - 1), BOX_COLOR, 2)
+        cv2.rectangle(out, (b.x, b.y), (b.x + b.w - 1, b.y + b.h - 1), color_bgr(face.label), 2)
         ty = b.y - 6 if b.y > 20 else min(h - 4, b.y + b.h + 16)
         _text(out, f"#{face.face_id} {face.label} {face.confidence:.0%}", (b.x, ty), scale * 0.7)
     if result.faces:
@@ -45,7 +45,7 @@ def draw(image: np.ndarray, result: FrameResult, labels: tuple[str, ...], fps: f
         x0, y0 = 6, h - row * len(labels) - 4
         for i, (name, p) in enumerate(zip(labels, largest.probs)):
             y = y0 + i * row
-            cv2.rectangle(out, (x0, y), (x0 + int(bar_w * float(p)), y + row - 3), BAR_COLOR, -1)
+            cv2.rectangle(out, (x0, y), (x0 + int(bar_w * float(p)), y + row - 3), color_bgr(name), -1)
             _text(out, f"{name} {float(p):.2f}", (x0 + bar_w + 4, y + row - 5), scale * 0.45)
     if fps is not None:
         _text(out, f"{fps:.1f} FPS", (6, int(22 * scale) + 4), scale * 0.6)

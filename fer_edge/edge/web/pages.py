@@ -1,12 +1,15 @@
 """The HTML pages, assembled once at start from assets/: each page gets the shared stylesheet and
-its script inlined, so a page is one request (and works with ?token= without cookies or a CDN); and the
-Content-Security-Policy that lets exactly those inline blocks run, by their SHA-256."""
+its script inlined, so a page is one request (and works with ?token= without cookies or a CDN), its
+script preceded by the emotion palette (common/palette.py); and the Content-Security-Policy that lets
+exactly those inline blocks run, by their SHA-256."""
 from __future__ import annotations
 
 import base64
 import hashlib
 import re
 from pathlib import Path
+
+from fer_edge.common import palette
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 PAGES = {"live": "live.js", "nolive": None, "upload": "upload.js"}
@@ -15,7 +18,7 @@ PAGES = {"live": "live.js", "nolive": None, "upload": "upload.js"}
 def load() -> dict[str, str]:
     """{page name: complete HTML}; read from the package, never from a request path."""
     style = (ASSETS / "style.css").read_text(encoding="utf-8")
-    common = (ASSETS / "common.js").read_text(encoding="utf-8")
+    common = '"use strict";\n' + palette.script() + (ASSETS / "common.js").read_text(encoding="utf-8")
     out = {}
     for name, script in PAGES.items():
         html = (ASSETS / f"{name}.html").read_text(encoding="utf-8")

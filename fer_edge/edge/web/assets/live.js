@@ -27,8 +27,16 @@ poll();
 setInterval(poll, 500);
 
 // Emotion history: /api/history as a stacked area of each emotion's share of the face rows, drawn on a
-// canvas (no chart library). Grey: the loop processed no frame then; blank: no face, or before the start.
-const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+// canvas (no chart library). Hatched: the loop processed no frame then; blank: no face, or before the start.
+// The emotions' colours are emotionColor's (neutral is grey, so "no frame" is hatched, not grey).
+function hatch(g) {
+  const c = document.createElement("canvas");
+  c.width = c.height = 6;
+  const p = c.getContext("2d");
+  p.strokeStyle = "#b8bdc7";
+  p.beginPath(); p.moveTo(0, 6); p.lineTo(6, 0); p.stroke();
+  return g.createPattern(c, "repeat");
+}
 let historyMinutes = 10;
 function drawHistory(h) {
   const canvas = document.getElementById("history");
@@ -40,6 +48,7 @@ function drawHistory(h) {
   const left = 34, bottom = ht - 18, top = 6, plotW = w - left - 6, plotH = bottom - top, n = h.frames.length;
   const bw = plotW / n;
   let faces = 0;
+  const stripes = hatch(g);
   g.font = "11px system-ui, sans-serif"; g.fillStyle = "#667085"; g.strokeStyle = "#e3e6eb";
   for (const p of [0, 50, 100]) {
     const y = bottom - plotH * p / 100;
@@ -50,12 +59,12 @@ function drawHistory(h) {
     const x = left + i * bw, total = c.reduce((a, b) => a + b, 0);
     faces += total;
     const before = h.start_unix + (i + 1) * h.step_s <= h.running_since_unix;   // the service was not up yet
-    if (h.frames[i] === 0 && !before) { g.fillStyle = "#eceef2"; g.fillRect(x, top, bw + 0.5, plotH); return; }
+    if (h.frames[i] === 0 && !before) { g.fillStyle = stripes; g.fillRect(x, top, bw + 0.5, plotH); return; }
     let y = bottom;
     c.forEach((k, j) => {
       if (!k) return;
       const hh = plotH * k / total;
-      g.fillStyle = COLORS[j % COLORS.length]; g.fillRect(x, y - hh, bw + 0.5, hh); y -= hh;
+      g.fillStyle = emotionColor(h.labels[j]); g.fillRect(x, y - hh, bw + 0.5, hh); y -= hh;
     });
   });
   g.fillStyle = "#667085";
@@ -63,7 +72,7 @@ function drawHistory(h) {
   g.fillText(`-${span >= 60 ? (span / 60).toFixed(0) + " h" : span.toFixed(0) + " min"}`, left, ht - 4);
   g.fillText("now", left + plotW - 20, ht - 4);
   document.getElementById("history-legend").replaceChildren(...h.labels.map((name, j) =>
-    el("span", { "class": "label" }, el("i", { style: "background:" + COLORS[j % COLORS.length] }), name)));
+    el("span", { "class": "label" }, swatch(name), name)));
   const shares = h.labels.map((name, j) => [name, h.counts.reduce((a, c) => a + c[j], 0)]).filter(x => x[1])
     .sort((a, b) => b[1] - a[1]).map(([name, k]) => `${name} ${(100 * k / faces).toFixed(0)}%`);
   document.getElementById("history-note").textContent = faces
