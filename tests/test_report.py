@@ -1,13 +1,10 @@
 """The emotion report (python -m fer_edge.edge.report) on logs the edge wrote from real clips: a pause
 between two runs (a gap), rotated files (one gzipped), torn and foreign rows, files that are not logs.
-
-FER_SAVE_SCREENSHOTS=1 also writes the report pictures of the README (docs/img/report_*.png)."""
+The README's pictures come from tests/test_report_media.py."""
 from __future__ import annotations
 
 import gzip
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -17,8 +14,6 @@ from pathlib import Path
 import pytest
 
 from tests.edge_support import ROOT, edge_env, read_log, run_edge
-
-SAVE = os.environ.get("FER_SAVE_SCREENSHOTS") == "1"
 
 
 def report(*args, cwd=ROOT) -> subprocess.CompletedProcess:
@@ -45,7 +40,7 @@ def paused_log(media_dir, tmp_path_factory) -> Path:
 
 
 def test_report_of_a_real_log_with_a_pause(paused_log, tmp_path):
-    out = ROOT / "docs" / "img" / "report" if SAVE else tmp_path / "out"
+    out = tmp_path / "out"
     r = report(paused_log, "--out", out, "--every", "1s", "--gap", "2s")
     assert r.returncode == 0, r.stderr
     header, rows = read_log(paused_log)
@@ -67,10 +62,6 @@ def test_report_of_a_real_log_with_a_pause(paused_log, tmp_path):
     assert re.search(r"\| tracked faces \| [2-4] ", md), md
     assert "| malformed rows skipped | 0 |" in md
     assert "rows" in r.stdout and str(out) in r.stdout
-    if SAVE:
-        for name in ("timeline.png", "faces.png"):
-            shutil.copy(out / name, ROOT / "docs" / "img" / f"report_{name}")
-        shutil.rmtree(out)
 
 
 def test_rotated_files_are_read_oldest_first(media_dir, tmp_path):

@@ -184,9 +184,10 @@ def test_live_page_shows_the_annotated_stream_and_the_faces(browser, service, tm
 
 def test_history_panel_draws_the_emotions_of_the_running_loop(browser, service, tmp_path):
     """The live page's history chart, fed by /api/history of the real service, drawn on its canvas."""
-    from fer_edge.common.labels import LABELS
+    from fer_edge.common.labels import LABEL_SETS
     h = httpx.get(service + "api/history", params={"minutes": 10}, timeout=5).json()
-    assert sum(h["frames"]) > 0 and sum(map(sum, h["counts"])) > 0 and h["labels"] == list(LABELS)
+    LABELS = tuple(h["labels"])                  # the tiny test model's seven, or the shipped model's eight
+    assert sum(h["frames"]) > 0 and sum(map(sum, h["counts"])) > 0 and LABELS in LABEL_SETS.values()
     page = browser.new_page()
     page.set_viewport_size({"width": 1100, "height": 900})
     errors: list[str] = []
