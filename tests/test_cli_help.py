@@ -29,3 +29,15 @@ def test_help_shows_the_whole_summary(name, capsys):
     want = summary(doc)
     assert want.endswith((".", ")")), want
     assert want in text
+
+
+@pytest.mark.parametrize("name, script", [("fer_edge.edge.report", "fer-report"), ("fer_edge.train.cli", "fer-train"),
+                                          ("fer_edge.convert.__main__", "fer-convert")])
+def test_usage_names_the_command_as_it_was_started(name, script, capsys, monkeypatch):
+    mod = importlib.import_module(name)
+    for argv0, want in ((f"/usr/local/bin/{script}", script), ("-m", "python -m ")):
+        monkeypatch.setattr("sys.argv", [argv0])
+        with pytest.raises(SystemExit):
+            mod.main(["--help"])
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: {want}"), out[:120]

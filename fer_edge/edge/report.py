@@ -1,5 +1,5 @@
 """The emotion report of a CSV log: ``python -m fer_edge.edge.report LOG [--out DIR] [--from ISO] [--to ISO]
-[--every 1min] [--tz local|UTC|ZONE]`` (also ``fer-report`` and ``make report LOG=...``).
+[--every 1min] [--tz ZONE]`` (also ``fer-report``, ``make report LOG=...``).
 
 Reads the log and its rotated files (``LOG.N`` ... ``LOG.1``, gzipped or not, oldest first) as a
 stream, in memory bounded by the number of periods (not by the rows), and writes:
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from fer_edge import __version__
 from fer_edge.common.helptext import summary
+from fer_edge.common.invocation import prog
 from fer_edge.edge.reportdata import Report, scan
 from fer_edge.edge.reportio import ReportError, Unreadable, fmt_dur, labels_of, log_files, plural
 from fer_edge.edge.reportmd import summary_md
@@ -104,7 +105,7 @@ def make_report(log: Path, out: Path, every: float | None = None, t_from: dateti
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m fer_edge.edge.report", description=summary(__doc__))
+    ap = argparse.ArgumentParser(prog=prog("report"), description=summary(__doc__))
     ap.add_argument("--version", action="version", version=f"fer-edge {__version__}")
     ap.add_argument("log", type=Path, help="the CSV emotion log (its rotated files LOG.1, LOG.2, ... are read too)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: LOG's name + '-report' beside it)")

@@ -19,12 +19,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from fer_edge import __version__  # noqa: E402
 from fer_edge.common.config import ConfigError, exit_on_config_error, load_config, parse_override  # noqa: E402
 from fer_edge.common.helptext import summary  # noqa: E402
+from fer_edge.common.invocation import prog  # noqa: E402
 from fer_edge.train.data import DataError  # noqa: E402
 from fer_edge.train.errors import TrainError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fer_edge.train", description=summary(__doc__))
+    ap = argparse.ArgumentParser(prog=prog("train"), description=summary(__doc__))
     ap.add_argument("--version", action="version", version=f"fer-edge {__version__}")
     ap.add_argument("--config", type=Path, default=None, help="config file (default: config.yaml)")
     ap.add_argument("--data", help="dataset root or fer2013.csv (overrides data.root)")
