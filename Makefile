@@ -82,7 +82,7 @@ web: $(VENV)/.edge-installed  ## serve the photo-upload page and API alone on 12
 
 report: $(VENV)/.report-installed  ## the emotion report of a CSV log: make report LOG=logs/emotions.csv [ARGS="--every 5min --from 2026-11-26T08:00"]
 	@test -n "$(LOG)" || { echo "usage: make report LOG=path/to/emotions.csv [ARGS=\"--every 1h --out DIR\"]"; exit 2; }
-	$(PY) -m fer_edge.edge.report $(LOG) $(ARGS)
+	$(PY) -m fer_edge.tools.report $(LOG) $(ARGS)
 
 # ---- quality
 lint: $(VENV)/.dev-installed  ## ruff and mypy over fer_edge (their settings: pyproject.toml)

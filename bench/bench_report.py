@@ -1,6 +1,6 @@
 """The log report and the web view's emotion history.
 
-1. ``python -m fer_edge.edge.report`` on a 1,000,000-row log: the rows of a real log (the edge on
+1. ``python -m fer_edge.tools.report`` on a 1,000,000-row log: the rows of a real log (the edge on
    ../shared/media/cap13_edit2.mp4, looped) repeated with their timestamps shifted, one row every 0.1 s
    (about 28 hours, with a 10-minute pause every 3 hours), as three files (the log and two rotated ones).
    Wall time and the report process's own peak RSS (ru_maxrss of the process itself).
@@ -32,7 +32,7 @@ import resource, runpy, sys, time
 sys.argv = ["report", *sys.argv[1:]]
 t0 = time.perf_counter()
 try:
-    runpy.run_module("fer_edge.edge.report", run_name="__main__")
+    runpy.run_module("fer_edge.tools.report", run_name="__main__")
 except SystemExit as e:
     code = e.code
 print("BENCH", code, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)

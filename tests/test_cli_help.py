@@ -7,7 +7,7 @@ import pytest
 
 from fer_edge.common.helptext import summary
 
-COMMANDS = ["fer_edge.edge.check", "fer_edge.edge.report", "fer_edge.convert.__main__", "fer_edge.train.cli",
+COMMANDS = ["fer_edge.tools.check", "fer_edge.tools.report.cli", "fer_edge.convert.__main__", "fer_edge.train.cli",
             "fer_edge.train.teachers", "fer_edge.train.evaluate", "fer_edge.train.finalize",
             "fer_edge.train.distill"]
 
@@ -31,7 +31,7 @@ def test_help_shows_the_whole_summary(name, capsys):
     assert want in text
 
 
-@pytest.mark.parametrize("name, script", [("fer_edge.edge.report", "fer-report"), ("fer_edge.train.cli", "fer-train"),
+@pytest.mark.parametrize("name, script", [("fer_edge.tools.report.cli", "fer-report"), ("fer_edge.train.cli", "fer-train"),
                                           ("fer_edge.convert.__main__", "fer-convert")])
 def test_usage_names_the_command_as_it_was_started(name, script, capsys, monkeypatch):
     mod = importlib.import_module(name)

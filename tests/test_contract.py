@@ -27,7 +27,7 @@ def _copy_pair(model: Path, dest: Path) -> Path:
 
 
 def _check(*args: str) -> int:
-    from fer_edge.edge.check import main
+    from fer_edge.tools.check import main
     return main(list(args))
 
 

@@ -58,8 +58,8 @@ def report_rows():
     import tempfile
     from pathlib import Path
 
-    from fer_edge.edge.reportdata import Report
-    from fer_edge.edge.reportio import ReportError
+    from fer_edge.tools.report.read import Report
+    from fer_edge.tools.report.rows import ReportError
     from tests.test_report_hostile import HEADER, LABELS, rows
     folder = Path(tempfile.mkdtemp(prefix="fuzz-report-"))
     atexit.register(shutil.rmtree, folder, True)

@@ -36,7 +36,7 @@ def test_the_log_and_the_report_carry_the_models_labels(model, media_dir, tmp_pa
     for row in rows:
         assert row[e] in labels and abs(sum(map(float, row[first:])) - 1) < 0.01
     out = tmp_path / "report"
-    rep = subprocess.run([sys.executable, "-m", "fer_edge.edge.report", str(log), "--out", str(out)],
+    rep = subprocess.run([sys.executable, "-m", "fer_edge.tools.report", str(log), "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert rep.returncode == 0, rep.stderr
     summary = (out / "summary.md").read_text()

@@ -103,7 +103,7 @@ def test_the_overlay_draws_each_emotion_in_its_colour(media_dir):
 
 def test_the_report_charts_draw_each_emotion_in_its_colour(tmp_path):
     pytest.importorskip("matplotlib")
-    from fer_edge.edge.report import make_report
+    from fer_edge.tools.report.cli import make_report
     from tests.test_report_hostile import HEADER, rows
     log = tmp_path / "emotions.csv"
     log.write_text(HEADER + rows(280))                        # 20 rows of each of the seven, twice

@@ -1,4 +1,4 @@
-"""The emotion report (python -m fer_edge.edge.report) on logs the edge wrote from real clips: a pause
+"""The emotion report (python -m fer_edge.tools.report) on logs the edge wrote from real clips: a pause
 between two runs (a gap), rotated files (one gzipped), torn and foreign rows, files that are not logs.
 The README's pictures come from tests/test_report_media.py."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tests.edge_support import ROOT, edge_env, read_log, run_edge
 
 
 def report(*args, cwd=ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fer_edge.edge.report", *map(str, args)], cwd=cwd, env=edge_env(),
+    return subprocess.run([sys.executable, "-m", "fer_edge.tools.report", *map(str, args)], cwd=cwd, env=edge_env(),
                           capture_output=True, text=True, timeout=300)
 
 

@@ -30,7 +30,7 @@ def rows(n: int, source: str = "camera 0", start: datetime = START) -> str:
 def report(*args) -> tuple[subprocess.CompletedProcess, float]:
     """The report CLI in a child; (its result, its peak memory in MB)."""
     # VmHWM is this process's own peak: ru_maxrss keeps the parent's size at fork across exec (a big pytest)
-    code = ("import sys\nfrom fer_edge.edge.report import main\nrc = main(sys.argv[1:])\n"
+    code = ("import sys\nfrom fer_edge.tools.report.cli import main\nrc = main(sys.argv[1:])\n"
             "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0].split()[1]\n"
             "print(f'peak_mb={int(hwm) / 1024:.0f}', file=sys.stderr)\n"
             "sys.exit(rc)")

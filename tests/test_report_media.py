@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from fer_edge.edge.reporttime import MAX_BARS, choose_period
+from fer_edge.tools.report.clock import MAX_BARS, choose_period
 from tests.edge_support import ROOT, edge_env, read_log, run_edge
 from tests.test_report_hostile import HEADER, LABELS
 
@@ -28,7 +28,7 @@ START = datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
 
 
 def report(*args, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fer_edge.edge.report", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "fer_edge.tools.report", *map(str, args)], cwd=ROOT,
                           env=edge_env(**env), capture_output=True, text=True, timeout=300)
 
 

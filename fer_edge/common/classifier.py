@@ -2,7 +2,7 @@
 invoke, dequantise.
 
 The edge (``edge.classify.EmotionClassifier``), the converter's parity gate and latency figure, and
-the model check a Pi runs at install time (``edge.check``) all go through ``TfliteModel``, so the gate
+the model check a Pi runs at install time (``tools.check``) all go through ``TfliteModel``, so the gate
 tests the code the edge runs.
 """
 from __future__ import annotations

@@ -15,8 +15,8 @@ from fer_edge.common.config import PACKAGE_DIR
 COMMANDS = {
     "edge": ("fer-edge", "fer_edge.edge", "make run"),
     "web": ("fer-web", "fer_edge.edge.web", "make web"),
-    "check": ("fer-check", "fer_edge.edge.check", ""),
-    "report": ("fer-report", "fer_edge.edge.report", "make report"),
+    "check": ("fer-check", "fer_edge.tools.check", ""),
+    "report": ("fer-report", "fer_edge.tools.report", "make report"),
     "convert": ("fer-convert", "fer_edge.convert", "make tflite"),
     "train": ("fer-train", "fer_edge.train", "make train"),
 }

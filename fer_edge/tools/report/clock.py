@@ -9,7 +9,7 @@ from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fer_edge.edge.reportio import ReportError
+from fer_edge.tools.report.rows import ReportError
 
 # Periods the report picks from, in seconds: 1 s ... 30 d.
 ROUND_PERIODS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,

@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fer_edge.edge.csvlog import BASE_COLUMNS, BASE_COLUMNS_NO_MEDIA
-from fer_edge.edge.reportio import (
+from fer_edge.tools.report.clock import Clock
+from fer_edge.tools.report.rows import (
     LINE_LIMIT,
     READ_ERRORS,
     Outlier,
@@ -21,7 +22,6 @@ from fer_edge.edge.reportio import (
     parse_row,
     reason,
 )
-from fer_edge.edge.reporttime import Clock
 
 FACE_GAP_S = 2.0        # a face_id unseen this long, or a new run of the edge, starts another tracked face
 TOP_FACES = 20          # faces drawn in faces.png

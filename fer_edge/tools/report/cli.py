@@ -1,11 +1,14 @@
-"""The emotion report of a CSV log: ``python -m fer_edge.edge.report LOG [--out DIR] [--from ISO] [--to ISO]
+"""The emotion report of a CSV log: ``python -m fer_edge.tools.report LOG [--out DIR] [--from ISO] [--to ISO]
 [--every 1min] [--tz ZONE]`` (also ``fer-report``, ``make report LOG=...``).
 
 Reads the log and its rotated files (``LOG.N`` ... ``LOG.1``, gzipped or not, oldest first) as a
-stream, in memory bounded by the number of periods (not by the rows), and writes:
+stream, twice (its span, then the counts), in memory bounded by the number of periods (not by the
+rows). A log of one pass over one video file is reported on the video's own time (its ``media_s``
+column: "at 0:02:29 she smiles"), any other on the wall clock in ``--tz`` (the machine's zone unless
+given). Without ``--every`` the period is the round one that draws the span in 60 to 200 bars. It writes:
 
 - ``timeline.png``: the share of each emotion per period (stacked), and the faces in view per frame;
-  periods without rows are left blank, so the gaps show as gaps;
+  periods without rows are left blank and gaps hatched;
 - ``faces.png``: the longest-seen tracked faces, how long each was seen and its emotion mix;
 - ``summary.md``: time range, rows, faces, emotion shares, the dominant emotion per period, the
   longest stretch of each emotion, and the gaps.
@@ -13,7 +16,7 @@ stream, in memory bounded by the number of periods (not by the rows), and writes
 Rows that do not parse (a line over 64 KB included) are skipped and counted, rows dated before 2000
 or after tomorrow are counted as impossible times, and a damaged rotated file (a truncated gzip, a
 .gz that is not gzip) is read up to the damage and named; a file that is not an emotion log is
-refused. Reading: reportio.py, reportdata.py; summary.md: reportmd.py; the charts: reportplot.py.
+refused. Reading: rows.py, read.py; times: clock.py; summary.md: summary.py; the charts: plot.py.
 Exit codes: 0 written, 2 bad input (not a log, no rows in the range, bad option, --out not a folder).
 """
 from __future__ import annotations
@@ -28,10 +31,10 @@ from pathlib import Path
 from fer_edge import __version__
 from fer_edge.common.helptext import summary
 from fer_edge.common.invocation import prog
-from fer_edge.edge.reportdata import Report, scan
-from fer_edge.edge.reportio import ReportError, Unreadable, fmt_dur, labels_of, log_files, plural
-from fer_edge.edge.reportmd import summary_md
-from fer_edge.edge.reporttime import Clock, choose_period, fmt_period, resolve_tz
+from fer_edge.tools.report.clock import Clock, choose_period, fmt_period, resolve_tz
+from fer_edge.tools.report.read import Report, scan
+from fer_edge.tools.report.rows import ReportError, Unreadable, fmt_dur, labels_of, log_files, plural
+from fer_edge.tools.report.summary import summary_md
 
 _UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "d": 86400}
 
@@ -93,7 +96,7 @@ def make_report(log: Path, out: Path, every: float | None = None, t_from: dateti
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.md").write_text(summary_md(rep, log, logged))
         if charts:
-            from fer_edge.edge.reportplot import plot_faces, plot_timeline
+            from fer_edge.tools.report.plot import plot_faces, plot_timeline
             plot_timeline(rep, out / "timeline.png")
             plot_faces(rep, out / "faces.png")
     except OSError as exc:
@@ -145,7 +148,3 @@ def main(argv: list[str] | None = None) -> int:
           + ("{summary.md,timeline.png,faces.png}" if charts else "summary.md"))
     print(note)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fer_edge import __version__
-from fer_edge.edge.reportdata import FACE_GAP_S, Report
-from fer_edge.edge.reportio import fmt_dur, md_cell
-from fer_edge.edge.reporttime import fmt_period
+from fer_edge.tools.report.clock import fmt_period
+from fer_edge.tools.report.read import FACE_GAP_S, Report
+from fer_edge.tools.report.rows import fmt_dur, md_cell
 
 MAX_PERIOD_ROWS = 200   # periods listed in summary.md (all of them are in the chart)
 

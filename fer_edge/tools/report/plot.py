@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fer_edge.common.palette import color_rgb
-from fer_edge.edge.reportio import ReportError, fmt_dur, plural
-from fer_edge.edge.reporttime import fmt_period
+from fer_edge.tools.report.clock import fmt_period
+from fer_edge.tools.report.rows import ReportError, fmt_dur, plural
 
 
 def _pyplot():

@@ -1,4 +1,4 @@
-"""Check a .tflite emotion model against its contract, with the edge's runtime: ``python -m fer_edge.edge.check
+"""Check a .tflite emotion model against its contract, with the edge's runtime: ``python -m fer_edge.tools.check
 [MODEL]`` (``fer-check``). scripts/install.sh runs it on the Pi before a model replaces the installed one.
 
 Exit codes: 0 the model loads, matches its contract (sha256 included) and runs; 2 it does not.
