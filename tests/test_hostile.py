@@ -253,7 +253,7 @@ def test_float_and_16_bit_images_keep_their_brightness(tmp_path):
     for _ in range(3):
         g = src.read()
         img = g.image if g.image.ndim == 2 else g.image[:, :, 0]
-        assert img.dtype == np.uint8 and img[:, -1].min() >= 250 and img[:, 0].max() <= 5, (g.label, img.max())
+        assert img.dtype == np.uint8 and img[:, -1].min() >= 250 and img[:, 0].max() <= 5, (g.source, img.max())
 
 
 # ---- a damaged video -------------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def test_uploads_files_and_folders_read_a_photo_alike_upright_and_at_any_depth(t
         (tmp_path / name).write_bytes(data)
     src = ImageSource(tmp_path)
     src.open()
-    read = {Path(g.label).name: g.image for g in iter(src.read, None)}
+    read = {Path(g.source).name: g.image for g in iter(src.read, None)}
     upright = read["portrait.jpg"]
     assert upright.shape[:2] == (100, 40), "EXIF orientation 6 was ignored for an image file"
     assert upright[:10].mean() > 200 and upright[-10:].mean() < 50     # the stripe is now at the top
