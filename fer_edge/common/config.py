@@ -9,6 +9,7 @@ into a message on stderr and exit code 2 (``exit_on_config_error``).
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 import re
@@ -472,5 +473,6 @@ def display_path(p: str | Path) -> str:
 
 
 def exit_on_config_error(exc: ConfigError) -> None:
-    print(f"error: {exc}", file=sys.stderr)
+    """The config's one-line error, then exit 2."""
+    logging.getLogger(__name__).error("%s", exc)
     sys.exit(2)

@@ -6,9 +6,9 @@ contract. A failed conversion leaves the previous model untouched and no file th
 """
 from __future__ import annotations
 
+import logging
 import os
 import platform
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -27,6 +27,8 @@ from fer_edge.convert.mirror import choose as choose_mirror, inherited as inheri
 from fer_edge.convert.quantize import to_tflite
 from fer_edge.convert.source import load_keras_model, resolve_model_path, run_info
 from fer_edge.convert.verify import gate_failures, latency_ms, mirrored, parity_metrics, tflite_predict
+
+logger = logging.getLogger(__name__)
 
 PIXELS = "grayscale 0-255, raw (the model rescales)"
 LATENCY_RUNS = 300
@@ -247,4 +249,4 @@ def convert(cfg: dict, log=print) -> ConvertResult:
 
 
 def print_error(exc: Exception) -> None:
-    print(f"error: {exc}", file=sys.stderr)
+    logger.error("%s", exc)
