@@ -22,7 +22,6 @@ import argparse
 import csv
 import heapq
 import importlib.util
-import logging
 import re
 import sys
 from dataclasses import dataclass, field
@@ -48,8 +47,6 @@ from fer_edge.edge.reportio import (
     parse_row,
     reason,
 )
-
-log = logging.getLogger(__name__)
 
 FACE_GAP_S = 2.0        # a face_id unseen this long, or a new run of the edge, starts another tracked face
 TOP_FACES = 20          # faces drawn in faces.png
@@ -334,10 +331,11 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or args.log.with_name(args.log.name.removesuffix(".csv") + "-report")
         charts = importlib.util.find_spec("matplotlib") is not None
         if not charts:
-            log.info("matplotlib is not installed: writing summary.md only (pip install matplotlib for the charts)")
+            print("note: matplotlib is not installed: writing summary.md only (pip install matplotlib for the charts)",
+                  file=sys.stderr)
         rep = make_report(args.log, out, every, t_from, t_to, gap, charts)
     except ReportError as exc:
-        log.error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     assert rep.first is not None and rep.last is not None
     top = ", ".join(f"{name} {pct:.1f}%" for name, _, pct in rep.shares()[:3])
