@@ -30,11 +30,11 @@ from fer_edge.edge.console import Progress, say
 from fer_edge.edge.csvlog import CsvLog, CsvLogError
 from fer_edge.edge.notify import Watchdog, notify
 from fer_edge.edge.pipeline import Pipeline
-from fer_edge.edge.runstats import STATS_COUNTERS, RunRecord, write_start_failure, write_stats
+from fer_edge.edge.runstats import RunRecord, write_start_failure, write_stats
 from fer_edge.edge.signals import Signals
 from fer_edge.edge.sinks import Sink, SinkError
 from fer_edge.edge.sources import Capture, FrameSource, Item, open_interruptible
-from fer_edge.edge.telemetry import Metrics, Tally
+from fer_edge.edge.telemetry import COUNTERS, Metrics, Tally
 from fer_edge.edge.types import Frame
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class Service:
 
     def counters(self) -> dict[str, int]:
         m = self.metrics()
-        return {k: getattr(m, k) for k in STATS_COUNTERS}
+        return {k: getattr(m, k) for k in COUNTERS}
 
     # ---- source supervision -----------------------------------------------------------------
     def _start_capture(self) -> None:

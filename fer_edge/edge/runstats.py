@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_edge.edge.telemetry import COUNTERS
+
 log = logging.getLogger(__name__)
 
 STAGES_KEPT = 20000          # per-stage timings kept for the percentiles
 NO_FACE_NAMED = 5            # photos without a face named in the summary
 PRIVATE_EVERY = 50           # frames between samples of the private memory (a /proc read, ~20 us)
-STATS_COUNTERS = ("frames", "faces", "csv_rows", "csv_lost_rows", "csv_errors", "dropped_frames", "corrupt_frames",
-                  "camera_reconnects", "mqtt_sent", "mqtt_dropped", "mqtt_reconnects")
 
 
 def _status_mb(key: str) -> float | None:
@@ -93,7 +93,7 @@ class RunRecord:
         self.sample_private()
         stages = {k: {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)),
                       "mean": float(np.mean(v)), "n": len(v)} for k, v in self.stages.items() if v}
-        return {"exit_code": code, **{k: int(counts.get(k, 0)) for k in STATS_COUNTERS},
+        return {"exit_code": code, **{k: int(counts.get(k, 0)) for k in COUNTERS},
                 "started_unix": self.started, "first_row_unix": first_row_unix, "ended_unix": time.time(),
                 "runtime": loaded_runtime(), "tensorflow_imported": "tensorflow" in sys.modules,
                 "peak_rss_mb": peak_rss_mb(), "peak_private_mb": self.peak_private,

@@ -5,17 +5,14 @@ The loop hands each frame's result to every sink in turn (``write``), closes the
 ``--stats-json``, /metrics and systemd's status line. A sink never blocks the loop for long: a slow
 consumer (a broker, a browser) gets its own thread and a bounded queue inside the sink.
 
-The sinks today: ``csvlog.CsvLog`` (the durable record), ``Window`` (below), the web view's
+The sinks today: ``csvlog.CsvLog`` (the durable record), ``overlay.Window``, the web view's
 ``telemetry.RecentResults`` and ``mqtt.MqttReporter``; ``startup.open_sinks`` builds them.
 """
 from __future__ import annotations
 
-import threading
 from typing import Protocol
 
 from fer_edge.edge.types import FrameResult
-
-WINDOW = "fer-edge"
 
 
 class SinkError(Exception):
@@ -33,28 +30,3 @@ class Sink(Protocol):
 
     def counters(self) -> dict[str, int]:
         """Its counters, by their names in --stats-json and /metrics (``csv_rows``...), read from any thread."""
-
-
-class Window:
-    """The overlay window: each frame with its faces, labels and bars; q, Esc or closing it stops the run."""
-
-    name = "window"
-
-    def __init__(self, labels: tuple[str, ...], stop: threading.Event):
-        self.labels, self.stop = labels, stop
-
-    def write(self, result: FrameResult) -> None:
-        import cv2
-
-        from fer_edge.edge.overlay import draw
-        cv2.imshow(WINDOW, draw(result.frame.image, result, self.labels, result.fps))
-        key = cv2.waitKey(1) & 0xFF
-        if key in (ord("q"), ord("Q"), 27) or cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
-            self.stop.set()
-
-    def close(self) -> None:
-        import cv2
-        cv2.destroyAllWindows()
-
-    def counters(self) -> dict[str, int]:
-        return {}

@@ -22,9 +22,10 @@ from fer_edge.edge.console import has_display
 from fer_edge.edge.csvlog import CsvLog, CsvLogError
 from fer_edge.edge.detect import DetectorError
 from fer_edge.edge.mqtt import MqttReporter
+from fer_edge.edge.overlay import Window
 from fer_edge.edge.pipeline import Pipeline
 from fer_edge.edge.signals import Signals
-from fer_edge.edge.sinks import Sink, Window
+from fer_edge.edge.sinks import Sink
 from fer_edge.edge.sources import FrameSource, SourceError, make_source, open_interruptible
 from fer_edge.edge.telemetry import Metrics, RecentResults
 
