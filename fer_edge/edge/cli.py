@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, overrides_from_args(args))
     except ConfigError as exc:
         log.error("%s", exc)
-        from fer_edge.edge.runstats import write_start_failure
-        write_start_failure(Path(stats_json) if stats_json else None, 2)
+        from fer_edge.edge.runstats import write_stats_of_no_run
+        write_stats_of_no_run(Path(stats_json) if stats_json else None, 2)
         return 2
     from fer_edge.edge.loop import run  # after the config check: bad flags fail fast, before LiteRT loads
     return run(cfg, stats_json=stats_json, headless=args.headless, quiet=args.quiet)

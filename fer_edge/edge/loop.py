@@ -30,7 +30,7 @@ from fer_edge.edge.console import Progress, say
 from fer_edge.edge.csvlog import CsvLog, CsvLogError
 from fer_edge.edge.notify import Watchdog, notify
 from fer_edge.edge.pipeline import Pipeline
-from fer_edge.edge.runstats import RunRecord, write_start_failure, write_stats
+from fer_edge.edge.runstats import RunRecord, write_stats, write_stats_of_no_run
 from fer_edge.edge.signals import Signals
 from fer_edge.edge.sinks import Sink, SinkError
 from fer_edge.edge.sources import Capture, FrameSource, Item, open_interruptible
@@ -318,13 +318,13 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
         try:
             inputs = startup.open_inputs(cfg, source, signals, stack, headless)
             if inputs is None:                     # stopped while the source was opening
-                write_start_failure(stats, 0)
+                write_stats_of_no_run(stats, 0)
                 return 0
             svc = Service(cfg, inputs.pipeline, inputs.source, inputs.csv, signals, stats, quiet)
             outputs = startup.open_sinks(cfg, inputs.pipeline.labels, inputs.display, signals.stop, svc.metrics, stack)
         except startup.START_ERRORS as exc:
             log.error("%s", exc)
-            write_start_failure(stats, 2)
+            write_stats_of_no_run(stats, 2)
             return 2
         svc.sinks += outputs.sinks
         svc.extra_summary, svc.banner = outputs.summaries, startup.start_line(inputs, outputs)

@@ -111,6 +111,6 @@ def write_stats(path: Path | None, stats: dict) -> None:
         log.warning(f"cannot write stats {path}: {exc}")
 
 
-def write_start_failure(path: Path | None, code: int) -> None:
-    """--stats-json of a run that ended at start: its exit code, every counter 0."""
+def write_stats_of_no_run(path: Path | None, code: int) -> None:
+    """--stats-json of a run that ended before its loop (a failure or a stop at start): its exit code, every counter 0."""
     write_stats(path, RunRecord().stats(code, {}, None))
