@@ -43,9 +43,10 @@ def spec_field(spec: F) -> Any:
     return field(default=default, metadata={SPEC: spec})
 
 
-def setting(type_: type | tuple[type, ...], default: Any, *, min: float | None = None,  # noqa: A002
-            max: float | None = None, choices: tuple[Any, ...] | None = None) -> Any:  # noqa: A002
-    """One key of a section: its YAML type(s), default and allowed values (see ``F``)."""
+def setting(type_: type | tuple[type, ...], default: Any, *, min: float | None = None,
+            max: float | None = None, choices: tuple[Any, ...] | None = None) -> Any:
+    """One key of a section: its YAML type(s), default and allowed values (see ``F``). The field's
+    annotation is the type the section holds (``final``)."""
     return spec_field(F(type_, default, min=min, max=max, choices=choices))
 
 
