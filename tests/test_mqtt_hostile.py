@@ -47,7 +47,7 @@ def reporter(port: int, device: str = "hall", **mqtt):
     sets = {"mqtt.enabled": True, "mqtt.host": "127.0.0.1", "mqtt.port": port, "mqtt.device": device,
             **{f"mqtt.{k}": v for k, v in mqtt.items()}}
     cfg = load_config(None, [(k, v) for k, v in sets.items()])
-    r = MqttReporter(cfg["mqtt"], LABELS)
+    r = MqttReporter(cfg.mqtt, LABELS)
     handler = Lines()                   # its own lines: those logged by its thread
     handler.addFilter(lambda record: r._thread is not None and record.thread == r._thread.ident)
     logging.getLogger("fer_edge.edge.mqtt").addHandler(handler)

@@ -25,6 +25,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from fer_edge.common.config import Config
 from fer_edge.edge import startup
 from fer_edge.edge.console import Progress, say
 from fer_edge.edge.csvlog import CsvLog, CsvLogError
@@ -78,12 +79,12 @@ class Service:
     and ``counters`` read them all.
     """
 
-    def __init__(self, cfg: dict, pipeline: Pipeline, source: FrameSource, csv: CsvLog, signals: Signals,
+    def __init__(self, cfg: Config, pipeline: Pipeline, source: FrameSource, csv: CsvLog, signals: Signals,
                  stats_json: Path | None = None, quiet: bool = False):
-        cam = cfg["edge"]["camera"]
-        self.max_frames = int(cfg["edge"]["max_frames"])
-        self.attempts = int(cam["reconnect_attempts"])          # 0: for ever (an unattended logger waits for its camera)
-        self.backoff_s, self.backoff_max_s = float(cam["reconnect_backoff_s"]), float(cam["reconnect_backoff_max_s"])
+        cam = cfg.edge.camera
+        self.max_frames = cfg.edge.max_frames
+        self.attempts = cam.reconnect_attempts          # 0: for ever (an unattended logger waits for its camera)
+        self.backoff_s, self.backoff_max_s = cam.reconnect_backoff_s, cam.reconnect_backoff_max_s
         self.pipeline, self.source, self.csv, self.signals = pipeline, source, csv, signals
         self.sinks: list[Sink] = [csv]
         self.stats_json, self.quiet = stats_json, quiet
@@ -92,7 +93,7 @@ class Service:
         self.record = RunRecord()        # stage timings, photos without a face
         self.tally = Tally()
         self.watchdog = Watchdog()
-        self.watch = StallWatch(float(cam["stall_timeout_s"]))
+        self.watch = StallWatch(cam.stall_timeout_s)
         self.capture: Capture | None = None
         self._capture_lock = threading.Lock()
         self._dropped_before = 0          # dropped by the capture threads of before a reconnect
@@ -301,7 +302,7 @@ class Service:
         write_stats(self.stats_json, self.record.stats(code, c, self.csv.first_row_time))
 
 
-def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | None = None,
+def run(cfg: Config, source: FrameSource | None = None, stats_json: str | Path | None = None,
         headless: bool = False, quiet: bool = False) -> int:
     """Run the edge loop with a validated config; returns the process exit code: 0 done (also when
     stopped by a signal), 1 runtime failure (camera gone, log unwritable with on_error=exit), 2 bad

@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Callable
 
+from fer_edge.common.config import Config, MqttConfig
 from fer_edge.edge.mqttevents import FaceEvents, Snapshot, Topics
 from fer_edge.edge.mqttsetup import describe, device_name, machine_tag, read_password, tls_files
 from fer_edge.edge.types import FrameResult
@@ -36,16 +37,16 @@ class MqttReporter:
 
     name = "mqtt"
 
-    def __init__(self, m: dict, labels: tuple[str, ...]):
+    def __init__(self, m: MqttConfig, labels: tuple[str, ...]):
         self.m = m
-        self.device = device_name(m["device"])
-        self.topics = Topics(m["topic_prefix"], self.device, m["discovery_prefix"])
-        self.where = f"{m['host']}:{m['port']}"
-        self.password = read_password(m["password_file"])
-        self.tls = tls_files(m["tls"])
+        self.device = device_name(m.device)
+        self.topics = Topics(m.topic_prefix, self.device, m.discovery_prefix)
+        self.where = f"{m.host}:{m.port}"
+        self.password = read_password(m.password_file)
+        self.tls = tls_files(m.tls)
         self.client_id = f"fer-edge-{self.device}-{machine_tag()}"   # unique per machine, even with one name
-        self.events = FaceEvents(labels, self.device, m["update_interval_s"])
-        self.queue: queue.Queue[Snapshot] = queue.Queue(maxsize=m["queue_size"])
+        self.events = FaceEvents(labels, self.device, m.update_interval_s)
+        self.queue: queue.Queue[Snapshot] = queue.Queue(maxsize=m.queue_size)
         self.sent = self.dropped = self.reconnects = 0
         self.connected = False
         self._stop = threading.Event()
@@ -61,9 +62,9 @@ class MqttReporter:
         self._next_try, self._backoff = 0.0, 1.0
 
     @classmethod
-    def from_config(cls, cfg: dict, labels: tuple[str, ...]) -> "MqttReporter | None":
+    def from_config(cls, cfg: Config, labels: tuple[str, ...]) -> "MqttReporter | None":
         """From the ``mqtt`` section; None when it is off. Raises MqttConfigError for unusable files."""
-        return cls(cfg["mqtt"], labels) if cfg["mqtt"]["enabled"] else None
+        return cls(cfg.mqtt, labels) if cfg.mqtt.enabled else None
 
     # ---- the loop's side ------------------------------------------------------------------------
     def write(self, result: FrameResult) -> None:
@@ -99,8 +100,8 @@ class MqttReporter:
     def _client(self):
         import paho.mqtt.client as mqtt
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
-        if self.m["username"]:
-            c.username_pw_set(self.m["username"], self.password)
+        if self.m.username:
+            c.username_pw_set(self.m.username, self.password)
         if self.tls is not None:
             c.tls_set(ca_certs=self.tls.get("ca_file"), certfile=self.tls.get("cert_file"),
                       keyfile=self.tls.get("key_file"), cert_reqs=ssl.CERT_REQUIRED)
@@ -137,7 +138,7 @@ class MqttReporter:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            login = f" as {self.m['username']!r}" if self.m["username"] else ""
+            login = f" as {self.m.username!r}" if self.m.username else ""
             self._fail(f"refused the connection{login}: {reason_code}"
                        + (" (check mqtt.username and mqtt.password_file)" if "auth" in str(reason_code).lower()
                           or "password" in str(reason_code).lower() else ""))
@@ -169,7 +170,7 @@ class MqttReporter:
         body = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
         retain = topic != self.topics.events
         if self.connected:
-            info = self._c.publish(topic, body, qos=self.m["qos"] if qos is None else qos, retain=retain)
+            info = self._c.publish(topic, body, qos=self.m.qos if qos is None else qos, retain=retain)
             if info.rc == 0:
                 self.sent += 1
                 return
@@ -218,7 +219,7 @@ class MqttReporter:
         c, now = self._c, time.monotonic()
         if not self._open and now >= self._next_try:
             try:
-                c.connect(self.m["host"], self.m["port"], keepalive=self.m["keepalive_s"])
+                c.connect(self.m.host, self.m.port, keepalive=self.m.keepalive_s)
                 self._open, self._opened_at, self._acked = True, now, False
             except (OSError, ValueError) as exc:
                 self._fail(describe(exc))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 from fer_edge import __version__
-from fer_edge.common.config import resolve_path
+from fer_edge.common.config import Config, resolve_path
 from fer_edge.common.contract import ContractError
 from fer_edge.common.interpreter import ModelLoadError, RuntimeMissingError
 from fer_edge.edge.console import has_display
@@ -55,30 +55,30 @@ class Outputs:
     where: str = ""                                             # their words in the start line
 
 
-def open_inputs(cfg: dict, source: FrameSource | None, signals: Signals, stack: contextlib.ExitStack,
+def open_inputs(cfg: Config, source: FrameSource | None, signals: Signals, stack: contextlib.ExitStack,
                 headless: bool) -> Inputs | None:
     """The source, the pipeline and the CSV log, their closing on ``stack``; None when a stop signal
     came while the source was opening. Raises one of START_ERRORS."""
-    e = cfg["edge"]
-    display = False if headless else (e["display"] == "on" or (e["display"] == "auto" and has_display()))
+    e = cfg.edge
+    display = False if headless else (e.display == "on" or (e.display == "auto" and has_display()))
     if display and not has_display():
         raise StartError("edge.display is 'on' but there is no display (DISPLAY/WAYLAND_DISPLAY unset): "
                          "use --headless or set edge.display to auto")
     if source is None:
-        source = make_source(e["source"], e["camera"], loop=e["loop"], max_image_mp=e["max_image_mp"],
-                             max_bad_frames=e["max_bad_frames"])
+        source = make_source(e.source, e.camera, loop=e.loop, max_image_mp=e.max_image_mp,
+                             max_bad_frames=e.max_bad_frames)
     if not open_interruptible(source, signals.stop):
         log.info(f"{signals.signame}: stopping before {source.name} opened")
         return None
     stack.callback(source.close)
     log.debug(f"opened {source.name}")
     pipeline = Pipeline.from_config(cfg)
-    csv = CsvLog.from_config(resolve_path(e["log"]), pipeline.labels, e["csv"]).open()
+    csv = CsvLog.from_config(resolve_path(e.log), pipeline.labels, e.csv).open()
     stack.callback(_closing, csv)
     return Inputs(source, pipeline, csv, display)
 
 
-def open_sinks(cfg: dict, labels: tuple[str, ...], display: bool, stop: threading.Event,
+def open_sinks(cfg: Config, labels: tuple[str, ...], display: bool, stop: threading.Event,
                metrics: Callable[[], Metrics], stack: contextlib.ExitStack) -> Outputs:
     """The sinks after the CSV log: the window, the web view (whose /metrics reads ``metrics``), MQTT;
     each one's close on ``stack``. Raises one of START_ERRORS."""
@@ -91,9 +91,9 @@ def open_sinks(cfg: dict, labels: tuple[str, ...], display: bool, stop: threadin
 
     if display:
         add(Window(labels, stop))
-    if cfg["web"]["enabled"]:
+    if cfg.web.enabled:
         from fer_edge.edge import web  # lazy: only when enabled
-        recent = RecentResults(labels, history_s=60 * int(cfg["web"]["history_minutes"]), metrics=metrics)
+        recent = RecentResults(labels, history_s=60 * cfg.web.history_minutes, metrics=metrics)
         add(recent)
         analyzer = Pipeline.from_config(cfg)    # its own interpreter: TFLite interpreters are not thread-safe
         try:

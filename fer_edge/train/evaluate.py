@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -135,10 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     if not model_path.is_file():
         log.error(f"model {model_path} not found; pass MODEL=runs/<run>/model.keras")
         return 2
-    d = dict(cfg["data"])
-    if args.labels:
-        d["labels"] = args.labels
-    root = Path(args.data).resolve() if args.data else resolve_path(d["root"])
+    d = replace(cfg.data, labels=args.labels) if args.labels else cfg.data
+    root = Path(args.data).resolve() if args.data else resolve_path(d.root)
     try:
         split, split13 = load_split(d, args.split, root, with_fer2013=True)
     except DataError as exc:

@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     except WebError as exc:
         log.error("%s", exc)
         return 2
-    token = " (token required)" if cfg["web"]["token"] else ""
+    token = " (token required)" if cfg.web.token else ""
     print(f"serving the upload page on {server.url}upload{token}; no live stream. Ctrl+C stops.", flush=True)
     server.serve_forever()
     return 0
