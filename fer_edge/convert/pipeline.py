@@ -6,10 +6,10 @@ contract. A failed conversion leaves the previous model untouched and no file th
 """
 from __future__ import annotations
 
+import logging
 import os
 import platform
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_edge.common.classifier import check_model
-from fer_edge.common.config import display_path, resolve_path
+from fer_edge.common.config import Config, ConvertConfig, display_path, resolve_path
 from fer_edge.common.contract import ContractError, sha256_file, stage_contract
 from fer_edge.common.interpreter import ModelLoadError, make_interpreter, runtime_name, runtime_version
 from fer_edge.convert import flatbuffer, output_adjust
@@ -27,6 +27,8 @@ from fer_edge.convert.mirror import choose as choose_mirror, inherited as inheri
 from fer_edge.convert.quantize import to_tflite
 from fer_edge.convert.source import load_keras_model, resolve_model_path, run_info
 from fer_edge.convert.verify import gate_failures, latency_ms, mirrored, parity_metrics, tflite_predict
+
+logger = logging.getLogger(__name__)
 
 PIXELS = "grayscale 0-255, raw (the model rescales)"
 LATENCY_RUNS = 300
@@ -57,37 +59,37 @@ def _quant(detail: dict) -> dict:
     return {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zp)}
 
 
-def _test_split(cfg: dict, root: Path):
+def _test_split(cfg: Config, root: Path):
     from fer_edge.train.data import DataError, load_split
     try:
-        test = load_split(cfg["data"], "test", root)
+        test = load_split(cfg.data, "test", root)
     except (DataError, OSError) as exc:
         raise ConvertInputError(f"test data for verification: {exc}. Pass DATA=path/to/fer2013.") from exc
-    cap = cfg["convert"]["eval_max_images"]
+    cap = cfg.convert.eval_max_images
     if cap and len(test) > cap:
         # The split is ordered by class: a seeded random subset keeps every class in.
-        idx = np.sort(np.random.default_rng(cfg["data"]["seed"]).permutation(len(test))[:cap])
+        idx = np.sort(np.random.default_rng(cfg.data.seed).permutation(len(test))[:cap])
         test = test.take(idx)
     if len(test) == 0:
         raise ConvertInputError(f"no test images under {root} to verify the converted model with")
     return test
 
 
-def _val_split(cfg: dict, root: Path):
+def _val_split(cfg: Config, root: Path):
     """The validation hold-out (the ``auto`` mirror choice is made on it), or None when there is none."""
     from fer_edge.train.data import DataError, load_split
     try:
-        return load_split(cfg["data"], "val", root)
+        return load_split(cfg.data, "val", root)
     except DataError:
         return None
     except OSError as exc:
         raise ConvertInputError(f"validation data: {exc}. Pass DATA=path/to/fer2013.") from exc
 
 
-def _adjustment(c: dict, model, source: dict, val, mirror_inside: bool, predict_probs, log) -> dict:
+def _adjustment(c: ConvertConfig, model, source: dict, val, mirror_inside: bool, predict_probs, log) -> dict:
     """The logit adjustment and temperature to fold into the final layer (``convert.logit_adjust`` and
     ``convert.temperature``), with what they were chosen on, for the contract."""
-    tau, temp = float(c["logit_adjust"]), c["temperature"]
+    tau, temp = c.logit_adjust, c.temperature
     counts = source.get("train_counts")
     if tau and not counts:
         raise ConvertInputError(f"convert.logit_adjust = {tau:g} needs the training prior, and the run "
@@ -112,39 +114,39 @@ def _adjustment(c: dict, model, source: dict, val, mirror_inside: bool, predict_
     return out
 
 
-def convert(cfg: dict, log=print) -> ConvertResult:
-    """Run the whole conversion described by ``cfg['convert']``; returns where the files went.
+def convert(cfg: Config, log=print) -> ConvertResult:
+    """Run the whole conversion described by ``cfg.convert``; returns where the files went.
 
     Raises ConvertInputError (bad model or data; exit 2) or ParityError (gate failed; exit 1).
     """
     from fer_edge.train.metrics import expected_calibration_error, predict_probs
 
-    c = cfg["convert"]
-    precision = c["precision"]
+    c = cfg.convert
+    precision = c.precision
     inherited = None
-    if isinstance(c["mirror"], str) and c["mirror"] != "auto":
+    if isinstance(c.mirror, str) and c.mirror != "auto":
         try:
-            inherited = inherited_mirror(resolve_path(c["mirror"]))
+            inherited = inherited_mirror(resolve_path(c.mirror))
         except ContractError as exc:
             raise ConvertInputError(f"convert.mirror: {exc}") from exc
-    model_path = resolve_model_path(c["model"], resolve_path(cfg["train"]["runs_dir"]))
+    model_path = resolve_model_path(c.model, resolve_path(cfg.train.runs_dir))
     log(f"model: {model_path}")
     source = run_info(model_path)
     model, labels = load_keras_model(model_path, source)
     label_set = "ferplus" if "contempt" in labels else "fer2013"
-    if cfg["data"]["labels"] != label_set:        # verify on the labels the model learned
-        cfg = {**cfg, "data": {**cfg["data"], "labels": label_set}}
-    root = resolve_path(cfg["data"]["root"])
+    if cfg.data.labels != label_set:        # verify on the labels the model learned
+        cfg = replace(cfg, data=replace(cfg.data, labels=label_set))
+    root = resolve_path(cfg.data.root)
 
     calib: CalibrationSet | None = None
     if precision == "int8":
-        calib = load_calibration(cfg["data"], root, c["calibration_size"])
+        calib = load_calibration(cfg.data, root, c.calibration_size)
         log(f"calibration: {len(calib.x)} training faces {calib.per_class}")
     test = _test_split(cfg, root)
     final_fit = source.get("val_images") == 0           # it trained on the validation hold-out too
-    needs_val = (c["mirror"] == "auto" or c["temperature"] == "auto") and not final_fit
+    needs_val = (c.mirror == "auto" or c.temperature == "auto") and not final_fit
     val = _val_split(cfg, root) if needs_val else None
-    mirror = inherited or choose_mirror(c["mirror"], model, val, predict_probs, final_fit=final_fit)
+    mirror = inherited or choose_mirror(c.mirror, model, val, predict_probs, final_fit=final_fit)
     adjust = _adjustment(c, model, source, val, mirror.inside, predict_probs, log)
     plain_test = predict_probs(model, test.x)            # the calibration before the adjustment, for the contract
     model = output_adjust.fold_into_model(model, adjust.pop("_log_prior"), adjust["logit_adjust"], adjust["temperature"])
@@ -154,9 +156,9 @@ def convert(cfg: dict, log=print) -> ConvertResult:
     else:
         log(f"no mirror averaging inside the model ({mirror.reason})")
 
-    out_dir = resolve_path(c["output_dir"])
+    out_dir = resolve_path(c.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{c['name']}_{precision}"
+    stem = f"{c.name}_{precision}"
     final, contract_path = out_dir / f"{stem}.tflite", out_dir / f"{stem}.json"
     tmp = out_dir / f".{stem}.{os.getpid()}.tflite.tmp"
     try:
@@ -193,14 +195,14 @@ def convert(cfg: dict, log=print) -> ConvertResult:
         metrics["float_before_output_adjust"] = {
             "accuracy": round(float((plain_test.argmax(1) == test.y).mean()), 4),
             "ece_15": round(expected_calibration_error(plain_test, test.y), 4)}
-        metrics["gate"] = {"max_top1_drop": c["max_top1_drop"], "min_agreement": c["min_agreement"]}
+        metrics["gate"] = {"max_top1_drop": c.max_top1_drop, "min_agreement": c.min_agreement}
         f, q = metrics["float"], metrics[precision]
         log(f"accuracy: float {f['accuracy'] * 100:.2f}%, {precision} {q['accuracy'] * 100:.2f}% "
             f"(drop {metrics['top1_drop_points']:.2f} points); top-1 agreement {metrics['top1_agreement'] * 100:.2f}%")
         if flipped is not None:
             log(f"accuracy with flip TTA: float {f['accuracy_flip_tta'] * 100:.2f}%, "
                 f"{precision} {q['accuracy_flip_tta'] * 100:.2f}% (edge.flip_tta; about 2x the classify time)")
-        problems = gate_failures(metrics, c["max_top1_drop"], c["min_agreement"])
+        problems = gate_failures(metrics, c.max_top1_drop, c.min_agreement)
         if problems:
             raise ParityError(f"{model_path} -> {precision} TFLite failed the parity gate: " + "; ".join(problems)
                               + f". Nothing was written to {out_dir}. Check the model (it may have exploding "
@@ -226,7 +228,7 @@ def convert(cfg: dict, log=print) -> ConvertResult:
             "calibration": ({"images": len(calib.x), "per_class": calib.per_class, "source": calib.source,
                              "faces_sha256": calib.sha256}
                             if calib else None),
-            "metrics": {**metrics, "test_source": f"{display_path(root)} test split (data.test_subset={cfg['data']['test_subset']})"},
+            "metrics": {**metrics, "test_source": f"{display_path(root)} test split (data.test_subset={cfg.data.test_subset})"},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "tools": _versions(),
         }
@@ -247,4 +249,4 @@ def convert(cfg: dict, log=print) -> ConvertResult:
 
 
 def print_error(exc: Exception) -> None:
-    print(f"error: {exc}", file=sys.stderr)
+    logger.error("%s", exc)

@@ -16,21 +16,25 @@ from __future__ import annotations
 import csv
 import errno
 import io
+import logging
 import os
-import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+from fer_edge.common.config import CsvConfig
+from fer_edge.edge.sinks import SinkError
 from fer_edge.edge.types import FrameResult
+
+log = logging.getLogger(__name__)
 
 BASE_COLUMNS = ("timestamp", "frame", "source", "face_id", "x", "y", "w", "h", "emotion", "confidence", "media_s")
 # The columns of logs written before media_s: the report still reads them.
 BASE_COLUMNS_NO_MEDIA = tuple(c for c in BASE_COLUMNS if c != "media_s")
 
 
-class CsvLogError(OSError):
+class CsvLogError(OSError, SinkError):
     """The log cannot be written (and the policy says stop, or it is the start of the run)."""
 
 
@@ -77,7 +81,9 @@ def repair_tail(path: Path) -> int:
 
 
 class CsvLog:
-    """Appends FrameResults to a CSV file; see the module docstring for the guarantees."""
+    """Appends FrameResults to a CSV file; see the module docstring for the guarantees. A sink."""
+
+    name = "csv"
 
     def __init__(self, path: str | Path, labels: tuple[str, ...], fsync: str = "interval",
                  fsync_interval_s: float = 5.0, rotate_mb: float = 50.0, keep: int = 5,
@@ -105,11 +111,11 @@ class CsvLog:
         self._prune_at = 256
 
     @classmethod
-    def from_config(cls, path: str | Path, labels: tuple[str, ...], csv_cfg: dict) -> "CsvLog":
+    def from_config(cls, path: str | Path, labels: tuple[str, ...], csv_cfg: CsvConfig) -> "CsvLog":
         """From the ``edge.csv`` section."""
-        return cls(path, labels, fsync=csv_cfg["fsync"], fsync_interval_s=csv_cfg["fsync_interval_s"],
-                   rotate_mb=csv_cfg["rotate_mb"], keep=csv_cfg["keep"],
-                   min_interval_s=csv_cfg["min_interval_s"], on_error=csv_cfg["on_error"])
+        return cls(path, labels, fsync=csv_cfg.fsync, fsync_interval_s=csv_cfg.fsync_interval_s,
+                   rotate_mb=csv_cfg.rotate_mb, keep=csv_cfg.keep,
+                   min_interval_s=csv_cfg.min_interval_s, on_error=csv_cfg.on_error)
 
     # ---- opening ---------------------------------------------------------------------------
     def open(self) -> "CsvLog":
@@ -130,17 +136,15 @@ class CsvLog:
         if regular:
             cut = repair_tail(self.path)
             if cut:
-                print(f"note: {self.path}: removed a partial last line ({cut} bytes) left by an interrupted write",
-                      file=sys.stderr)
+                log.info(f"{self.path}: removed a partial last line ({cut} bytes) left by an interrupted write")
             if self.path.stat().st_size > 0:
                 with open(self.path, "rb") as fh:
                     first = fh.readline()
                 if first != self.header:
                     aside = self.path.with_name(f"{self.path.name}.header-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}")
                     os.replace(self.path, aside)
-                    print(f"note: {self.path} has other columns (another model's labels, or an older version's log); "
-                          f"moved it to {aside}",
-                          file=sys.stderr)
+                    log.info(f"{self.path} has other columns (another model's labels, or an older version's log); "
+                             f"moved it to {aside}")
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._size = os.fstat(self._fd).st_size
         if self._size == 0:
@@ -173,6 +177,9 @@ class CsvLog:
             self._failing_since = None
         except OSError as exc:
             self._fail(exc, 0)
+
+    def counters(self) -> dict[str, int]:
+        return {"csv_rows": self.rows, "csv_lost_rows": self.lost_rows, "csv_errors": self.errors}
 
     # ---- writing ---------------------------------------------------------------------------
     def _rows(self, result: FrameResult) -> list[tuple[str, str]]:
@@ -237,8 +244,7 @@ class CsvLog:
             self._fail(exc, len(lines))
             return 0
         if self._failing_since is not None:
-            print(f"note: CSV log {self.path} is writable again; {self.lost_rows} rows were lost meanwhile",
-                  file=sys.stderr, flush=True)
+            log.info(f"CSV log {self.path} is writable again; {self.lost_rows} rows were lost meanwhile")
             self._failing_since = None
         if self.first_row_time is None:
             self.first_row_time = time.time()
@@ -265,8 +271,8 @@ class CsvLog:
             raise CsvLogError(f"{msg} (edge.csv.on_error=exit). Free disk space or fix the path, then restart.") from exc
         if self._failing_since is None:
             self._failing_since = time.monotonic()
-            print(f"error: {msg}; retrying every {self.retry_interval_s:g} s, rows meanwhile are counted as lost "
-                  "(edge.csv.on_error=retry)", file=sys.stderr, flush=True)
+            log.error(f"{msg}; retrying every {self.retry_interval_s:g} s, rows meanwhile are counted as lost "
+                      "(edge.csv.on_error=retry)")
 
     def _rotate(self) -> None:
         """<log> -> <log>.1 -> ... -> <log>.<keep>; the oldest is deleted. The new file gets the header."""

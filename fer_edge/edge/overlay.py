@@ -1,7 +1,9 @@
 """Draw results on a frame: a box with label + confidence per face, per-class bars for the largest
 face, and the FPS; boxes and bars in the emotions' colours (common/palette.py). Works on a copy, so
-the published frame stays untouched for the web view."""
+the frame stays untouched for the web view. ``Window``: the sink that shows each frame so drawn."""
 from __future__ import annotations
+
+import threading
 
 import cv2
 import numpy as np
@@ -10,6 +12,7 @@ from fer_edge.common.palette import color_bgr
 from fer_edge.common.preprocess import to_gray
 from fer_edge.edge.types import FrameResult
 
+WINDOW = "fer-edge"
 TEXT_COLOR = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -50,3 +53,25 @@ def draw(image: np.ndarray, result: FrameResult, labels: tuple[str, ...], fps: f
     if fps is not None:
         _text(out, f"{fps:.1f} FPS", (6, int(22 * scale) + 4), scale * 0.6)
     return out
+
+
+class Window:
+    """The overlay window, a sink: each frame with its faces, labels and bars; q, Esc or closing the
+    window sets ``stop`` (the run ends after this frame)."""
+
+    name = "window"
+
+    def __init__(self, labels: tuple[str, ...], stop: threading.Event):
+        self.labels, self.stop = labels, stop
+
+    def write(self, result: FrameResult) -> None:
+        cv2.imshow(WINDOW, draw(result.frame.image, result, self.labels, result.fps))
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), ord("Q"), 27) or cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
+            self.stop.set()
+
+    def close(self) -> None:
+        cv2.destroyAllWindows()
+
+    def counters(self) -> dict[str, int]:
+        return {}

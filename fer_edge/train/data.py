@@ -10,20 +10,22 @@ Decoded arrays are cached in ``data.cache_dir`` under a key made from the source
 """
 from __future__ import annotations
 
+import logging
 import csv
 import hashlib
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fer_edge.common.config import resolve_path
+from fer_edge.common.config import DataConfig, resolve_path
 from fer_edge.common.labels import CSV_CODE_TO_LABEL, LABEL_INDEX, LABEL_SETS, LABELS
 from fer_edge.common.preprocess import INPUT_SIZE, preprocess_face
 from fer_edge.train import ferplus
+
+log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
@@ -203,7 +205,7 @@ def _cached(key: str, decode):
                 skipped = {k[5:]: z[k].tolist() for k in z.files if k.startswith("skip_")}
             return tr, te, skipped
         except Exception as exc:  # corrupt cache: decode again
-            print(f"warning: ignoring unreadable cache {path} ({exc})", file=sys.stderr)
+            log.warning(f"ignoring unreadable cache {path} ({exc})")
     tr, te, skipped = decode()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -359,8 +361,7 @@ def load_fer(root: str | Path, cache_dir: str | Path | None = None, val_fraction
         for k, v in skipped.items():
             if len(v):
                 shown = "; ".join(map(str, v[:5]))
-                print(f"warning: skipped {len(v)} {k.replace('_', ' ')}: {shown}{' ...' if len(v) > 5 else ''}",
-                      file=sys.stderr)
+                log.warning(f"skipped {len(v)} {k.replace('_', ' ')}: {shown}{' ...' if len(v) > 5 else ''}")
         extra = ""
         if left_out is not None:
             extra = (f"; labels FER+ ({left_out['rows']} vote rows, {label_blend:g} of FER-2013's label blended in; "
@@ -369,15 +370,15 @@ def load_fer(root: str | Path, cache_dir: str | Path | None = None, val_fraction
     return data
 
 
-def load_configured(data_cfg: dict, root: str | Path | None = None, verbose: bool = True) -> FerData:
+def load_configured(data_cfg: DataConfig, root: str | Path | None = None, verbose: bool = True) -> FerData:
     """FER-2013 as the ``data`` section of config.yaml describes it; ``root`` (DATA=) replaces data.root."""
     d = data_cfg
-    return load_fer(Path(root) if root else resolve_path(d["root"]), resolve_path(d["cache_dir"]), d["val_fraction"],
-                    d["seed"], d["test_subset"], d["max_per_class"], verbose, d["labels"],
-                    resolve_path(d["ferplus_csv"]) if d["ferplus_csv"] else None, d["label_blend"])
+    return load_fer(Path(root) if root else resolve_path(d.root), resolve_path(d.cache_dir), d.val_fraction,
+                    d.seed, d.test_subset, d.max_per_class, verbose, d.labels,
+                    resolve_path(d.ferplus_csv) if d.ferplus_csv else None, d.label_blend)
 
 
-def load_split(data_cfg: dict, split: str = "test", root: str | Path | None = None, with_fer2013: bool = False):
+def load_split(data_cfg: DataConfig, split: str = "test", root: str | Path | None = None, with_fer2013: bool = False):
     """One split ('train', 'val' or 'test') of the configured data, for evaluation and calibration.
     ``with_fer2013``: also return the test faces under FER-2013's own labels (None unless FER+ labels)."""
     d = load_configured(data_cfg, root, verbose=False)
