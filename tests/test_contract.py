@@ -125,7 +125,7 @@ def test_quantize_matches_tflite_rules():
 def test_committed_default_model_matches_its_contract():
     if not COMMITTED.is_file():
         pytest.skip(f"{COMMITTED.relative_to(ROOT)} is not committed yet (the lead ships it after training)")
-    from fer_edge.common.classifier import check_model
+    from fer_edge.common.model_runner import check_model
     c = check_model(COMMITTED)                          # sha256, loadable, shapes/dtypes/quantisation agree
     assert c.labels == LABEL_SETS[c.raw.get("label_source", "fer2013")]      # FER-2013's seven or FER+'s eight
     assert (c.height, c.width, c.channels, c.input.dtype, c.output.dtype) == (48, 48, 1, "int8", "int8")

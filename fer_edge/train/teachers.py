@@ -32,7 +32,7 @@ def model_probs(path: Path, x: np.ndarray, mirror: bool = False) -> np.ndarray:
     ``mirror``, the mean over each face and its mirror image (a model with the mirror inside already is)."""
     path = Path(path)
     if path.suffix == ".tflite":
-        from fer_edge.common.classifier import TfliteModel
+        from fer_edge.common.model_runner import TfliteModel
         from fer_edge.common.contract import load_contract
         model = TfliteModel(path)
         predict = model.probs_batch

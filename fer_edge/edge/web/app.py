@@ -30,7 +30,7 @@ from fer_edge.edge.web.stream import BOUNDARY, Broadcaster
 from fer_edge.edge.web.upload import UploadError, decode_image, read_image_field
 
 if TYPE_CHECKING:
-    from fer_edge.edge.classify import EmotionClassifier
+    from fer_edge.edge.face_classifier import EmotionClassifier
 
 
 class Analyzer(Protocol):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.common.classifier import check_model
+from fer_edge.common.model_runner import check_model
 from fer_edge.common.config import display_path, resolve_path
 from fer_edge.common.contract import ContractError, sha256_file, stage_contract
 from fer_edge.common.interpreter import ModelLoadError, make_interpreter, runtime_name, runtime_version
