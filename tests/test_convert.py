@@ -214,8 +214,8 @@ def test_mirror_inside_answers_for_a_face_and_its_mirror_in_one_invoke(mirrored_
                                                                         tiny_keras_model, fer_root):
     import keras
 
-    from fer_edge.common.model_runner import TfliteModel
     from fer_edge.common.interpreter import make_interpreter
+    from fer_edge.common.model_runner import TfliteModel
     from fer_edge.train.metrics import predict_probs
     c, raw = load_contract(mirrored_tflite), json.loads(mirrored_tflite.with_suffix(".json").read_text())
     assert c.mirror_inside and raw["mirror_choice"]["mode"] == "true"
@@ -273,8 +273,8 @@ def test_a_final_fit_takes_the_mirror_choice_of_a_converted_model(mirrored_tflit
                                                                    fer_root, tmp_path):
     """convert.mirror set to a converted model: its choice, and the contract says whose it was."""
     from fer_edge.common.config import display_path
-    from fer_edge.convert.mirror import inherited
     from fer_edge.convert.conversion import convert
+    from fer_edge.convert.mirror import inherited
     from tests.conftest import tiny_config
     cfg = tiny_config(fer_root, tmp_path, **{"convert.model": str(tiny_keras_model),
                                              "convert.mirror": str(mirrored_tflite)})
