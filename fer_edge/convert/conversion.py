@@ -10,25 +10,29 @@ import os
 import platform
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from fer_edge.common.model_runner import check_model
 from fer_edge.common.config import display_path, resolve_path
-from fer_edge.common.contract import ContractError, sha256_file, stage_contract
+from fer_edge.common.contract import ContractError, ModelContract, Quant, sha256_file
 from fer_edge.common.interpreter import ModelLoadError, make_interpreter, runtime_name, runtime_version
+from fer_edge.common.model_runner import check_model
 from fer_edge.convert import flatbuffer, output_adjust
 from fer_edge.convert.calibration import CalibrationSet, load_calibration
 from fer_edge.convert.errors import ConvertInputError, ParityError
-from fer_edge.convert.mirror import choose as choose_mirror, inherited as inherited_mirror, with_mirror_average
+from fer_edge.convert.mirror import (
+    MirrorChoice,
+    choose as choose_mirror,
+    inherited as inherited_mirror,
+    with_mirror_average,
+)
 from fer_edge.convert.quantize import to_tflite
 from fer_edge.convert.source import load_keras_model, resolve_model_path, run_info
 from fer_edge.convert.verify import gate_failures, latency_ms, mirrored, parity_metrics, tflite_predict
 
-PIXELS = "grayscale 0-255, raw (the model rescales)"
 LATENCY_RUNS = 300
 
 
@@ -52,9 +56,9 @@ def _versions() -> dict:
     return out
 
 
-def _quant(detail: dict) -> dict:
+def _quant(detail: dict) -> Quant:
     scale, zp = detail["quantization"]
-    return {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zp)}
+    return Quant(np.dtype(detail["dtype"]).name, float(scale), int(zp))
 
 
 def _test_split(cfg: dict, root: Path):
@@ -112,15 +116,30 @@ def _adjustment(c: dict, model, source: dict, val, mirror_inside: bool, predict_
     return out
 
 
-def convert(cfg: dict, log=print) -> ConvertResult:
-    """Run the whole conversion described by ``cfg['convert']``; returns where the files went.
+@dataclass
+class _Job:
+    """One conversion: the model as it will be converted and the faces it is checked on."""
+    cfg: dict                   # with data.labels set to the labels the model learned
+    model_path: Path
+    source: dict                # its training run (run_info)
+    model: Any                  # the float Keras model, output adjustment and mirror folded in
+    labels: tuple[str, ...]
+    label_set: str
+    root: Path                  # the FER-2013 folders
+    calib: CalibrationSet | None
+    test: Any                   # the test split (train.data.Split)
+    mirror: MirrorChoice
+    adjust: dict                # the contract's output_adjust
+    plain_test: np.ndarray      # the float model's test probabilities before the adjustment
 
-    Raises ConvertInputError (bad model or data; exit 2) or ParityError (gate failed; exit 1).
-    """
-    from fer_edge.train.metrics import expected_calibration_error, predict_probs
+    @property
+    def precision(self) -> str:
+        return str(self.cfg["convert"]["precision"])
 
+
+def _open_model(cfg: dict, log) -> tuple[dict, Path, dict, Any, tuple[str, ...], str, MirrorChoice | None]:
+    """The Keras model to convert, its run and labels, and a mirror choice taken from another model."""
     c = cfg["convert"]
-    precision = c["precision"]
     inherited = None
     if isinstance(c["mirror"], str) and c["mirror"] != "auto":
         try:
@@ -134,10 +153,19 @@ def convert(cfg: dict, log=print) -> ConvertResult:
     label_set = "ferplus" if "contempt" in labels else "fer2013"
     if cfg["data"]["labels"] != label_set:        # verify on the labels the model learned
         cfg = {**cfg, "data": {**cfg["data"], "labels": label_set}}
-    root = resolve_path(cfg["data"]["root"])
+    return cfg, model_path, source, model, labels, label_set, inherited
 
+
+def _prepare(cfg: dict, log) -> _Job:
+    """Load the model and the faces, choose the mirror and the output adjustment, and fold both into
+    the model."""
+    from fer_edge.train.metrics import predict_probs
+
+    cfg, model_path, source, model, labels, label_set, inherited = _open_model(cfg, log)
+    c = cfg["convert"]
+    root = resolve_path(cfg["data"]["root"])
     calib: CalibrationSet | None = None
-    if precision == "int8":
+    if c["precision"] == "int8":
         calib = load_calibration(cfg["data"], root, c["calibration_size"])
         log(f"calibration: {len(calib.x)} training faces {calib.per_class}")
     test = _test_split(cfg, root)
@@ -153,87 +181,106 @@ def convert(cfg: dict, log=print) -> ConvertResult:
         log(f"mirror averaging built into the model ({mirror.reason}): one invoke per face")
     else:
         log(f"no mirror averaging inside the model ({mirror.reason})")
+    return _Job(cfg, model_path, source, model, labels, label_set, root, calib, test, mirror, adjust, plain_test)
 
+
+def _write_tflite(job: _Job, tmp: Path) -> tuple[bytes, dict, dict]:
+    """Convert into ``tmp``; the model bytes and its input and output tensor details."""
+    precision = job.precision
+    try:
+        buf = to_tflite(job.model, precision, job.calib.x if job.calib else None)
+    except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError and others
+        msg = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
+        raise ConvertInputError(f"{job.model_path}: TFLite {precision} conversion failed: {msg}. The model "
+                                "probably uses a layer without an int8 TFLite kernel; use an "
+                                "architecture from fer_edge/train/model.py.") from exc
+    tmp.write_bytes(buf)
+    try:
+        interp = make_interpreter(tmp)
+    except ModelLoadError as exc:
+        raise ParityError(f"the converted model does not load: {exc}") from exc
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    if precision == "int8" and (np.dtype(inp["dtype"]).name != "int8" or np.dtype(out["dtype"]).name != "int8"):
+        raise ParityError(f"the converter produced {np.dtype(inp['dtype']).name} input / "
+                          f"{np.dtype(out['dtype']).name} output instead of int8")
+    return buf, inp, out
+
+
+def _verify(job: _Job, tmp: Path, out_dir: Path, log) -> dict:
+    """The parity metrics of the converted model in ``tmp`` against the float model; raises ParityError
+    when they fail the gate."""
+    from fer_edge.train.metrics import expected_calibration_error, predict_probs
+
+    c, precision, test, model = job.cfg["convert"], job.precision, job.test, job.model
+    log(f"verifying on {len(test)} test faces (float Keras vs {precision} TFLite) ...")
+    # A model with the mirror inside has nothing to gain from flipping outside too.
+    flipped = None if job.mirror.inside else mirrored(test.x)
+    float_probs = predict_probs(model, test.x)
+    float_flip = None if flipped is None else predict_probs(model, flipped)
+    try:
+        tfl_probs = tflite_predict(tmp, test.x)
+        tfl_flip = None if flipped is None else tflite_predict(tmp, flipped)
+    except (RuntimeError, ValueError) as exc:
+        raise ParityError(f"the converted {precision} model fails to run on {runtime_name()}: "
+                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}. "
+                          f"Nothing was written to {out_dir}.") from exc
+    metrics = parity_metrics(test.y, float_probs, tfl_probs, precision, float_flip, tfl_flip, job.labels, test.t)
+    metrics["float_before_output_adjust"] = {
+        "accuracy": round(float((job.plain_test.argmax(1) == test.y).mean()), 4),
+        "ece_15": round(expected_calibration_error(job.plain_test, test.y), 4)}
+    metrics["gate"] = {"max_top1_drop": c["max_top1_drop"], "min_agreement": c["min_agreement"]}
+    f, q = metrics["float"], metrics[precision]
+    log(f"accuracy: float {f['accuracy'] * 100:.2f}%, {precision} {q['accuracy'] * 100:.2f}% "
+        f"(drop {metrics['top1_drop_points']:.2f} points); top-1 agreement {metrics['top1_agreement'] * 100:.2f}%")
+    if flipped is not None:
+        log(f"accuracy with flip TTA: float {f['accuracy_flip_tta'] * 100:.2f}%, "
+            f"{precision} {q['accuracy_flip_tta'] * 100:.2f}% (edge.flip_tta; about 2x the classify time)")
+    problems = gate_failures(metrics, c["max_top1_drop"], c["min_agreement"])
+    if problems:
+        raise ParityError(f"{job.model_path} -> {precision} TFLite failed the parity gate: " + "; ".join(problems)
+                          + f". Nothing was written to {out_dir}. Check the model (it may have exploding "
+                          "activations that int8 cannot represent) or the calibration data (DATA=).")
+    return metrics
+
+
+def _contract(job: _Job, final: Path, tmp: Path, buf: bytes, inp: dict, out: dict, metrics: dict) -> ModelContract:
+    """The contract of the model in ``tmp``, to be installed as ``final``."""
+    calib = job.calib
+    return ModelContract.new(
+        final, labels=tuple(job.labels), label_source=job.label_set, output_adjust=job.adjust,
+        shape=(int(inp["shape"][1]), int(inp["shape"][2]), int(inp["shape"][3])),
+        input=_quant(inp), output=_quant(out), precision=job.precision,
+        sha256=sha256_file(tmp), size_bytes=len(buf), ops=flatbuffer.operator_codes(buf),
+        min_runtime_version=flatbuffer.min_runtime_version(buf),
+        mirror_inside=job.mirror.inside, mirror_choice={**job.mirror.evidence, "reason": job.mirror.reason},
+        source={**job.source, "keras_file": display_path(job.model_path), "keras_sha256": sha256_file(job.model_path)},
+        calibration=({"images": len(calib.x), "per_class": calib.per_class, "source": calib.source,
+                      "faces_sha256": calib.sha256} if calib else None),
+        metrics={**metrics, "test_source": f"{display_path(job.root)} test split "
+                                           f"(data.test_subset={job.cfg['data']['test_subset']})"},
+        tools=_versions())
+
+
+def convert(cfg: dict, log=print) -> ConvertResult:
+    """Run the whole conversion described by ``cfg['convert']``; returns where the files went.
+
+    Raises ConvertInputError (bad model or data; exit 2) or ParityError (gate failed; exit 1).
+    """
+    job = _prepare(cfg, log)
+    c = job.cfg["convert"]
     out_dir = resolve_path(c["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{c['name']}_{precision}"
+    stem = f"{c['name']}_{job.precision}"
     final, contract_path = out_dir / f"{stem}.tflite", out_dir / f"{stem}.json"
     tmp = out_dir / f".{stem}.{os.getpid()}.tflite.tmp"
     try:
-        try:
-            buf = to_tflite(model, precision, calib.x if calib else None)
-        except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError and others
-            msg = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
-            raise ConvertInputError(f"{model_path}: TFLite {precision} conversion failed: {msg}. The model "
-                                    "probably uses a layer without an int8 TFLite kernel; use an "
-                                    "architecture from fer_edge/train/model.py.") from exc
-        tmp.write_bytes(buf)
-        try:
-            interp = make_interpreter(tmp)
-        except ModelLoadError as exc:
-            raise ParityError(f"the converted model does not load: {exc}") from exc
-        inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-        if precision == "int8" and (np.dtype(inp["dtype"]).name != "int8" or np.dtype(out["dtype"]).name != "int8"):
-            raise ParityError(f"the converter produced {np.dtype(inp['dtype']).name} input / "
-                              f"{np.dtype(out['dtype']).name} output instead of int8")
-
-        log(f"verifying on {len(test)} test faces (float Keras vs {precision} TFLite) ...")
-        # A model with the mirror inside has nothing to gain from flipping outside too.
-        flipped = None if mirror.inside else mirrored(test.x)
-        float_probs = predict_probs(model, test.x)
-        float_flip = None if flipped is None else predict_probs(model, flipped)
-        try:
-            tfl_probs = tflite_predict(tmp, test.x)
-            tfl_flip = None if flipped is None else tflite_predict(tmp, flipped)
-        except (RuntimeError, ValueError) as exc:
-            raise ParityError(f"the converted {precision} model fails to run on {runtime_name()}: "
-                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}. "
-                              f"Nothing was written to {out_dir}.") from exc
-        metrics = parity_metrics(test.y, float_probs, tfl_probs, precision, float_flip, tfl_flip, labels, test.t)
-        metrics["float_before_output_adjust"] = {
-            "accuracy": round(float((plain_test.argmax(1) == test.y).mean()), 4),
-            "ece_15": round(expected_calibration_error(plain_test, test.y), 4)}
-        metrics["gate"] = {"max_top1_drop": c["max_top1_drop"], "min_agreement": c["min_agreement"]}
-        f, q = metrics["float"], metrics[precision]
-        log(f"accuracy: float {f['accuracy'] * 100:.2f}%, {precision} {q['accuracy'] * 100:.2f}% "
-            f"(drop {metrics['top1_drop_points']:.2f} points); top-1 agreement {metrics['top1_agreement'] * 100:.2f}%")
-        if flipped is not None:
-            log(f"accuracy with flip TTA: float {f['accuracy_flip_tta'] * 100:.2f}%, "
-                f"{precision} {q['accuracy_flip_tta'] * 100:.2f}% (edge.flip_tta; about 2x the classify time)")
-        problems = gate_failures(metrics, c["max_top1_drop"], c["min_agreement"])
-        if problems:
-            raise ParityError(f"{model_path} -> {precision} TFLite failed the parity gate: " + "; ".join(problems)
-                              + f". Nothing was written to {out_dir}. Check the model (it may have exploding "
-                              "activations that int8 cannot represent) or the calibration data (DATA=).")
-
-        med, p95 = latency_ms(tmp, test.x, num_threads=1, runs=LATENCY_RUNS)
-        inp_q = _quant(inp)
-        contract = {
-            "labels": list(labels),
-            "label_source": label_set,
-            "output_adjust": adjust,
-            "input": {"height": int(inp["shape"][1]), "width": int(inp["shape"][2]),
-                      "channels": int(inp["shape"][3]), **inp_q, "pixels": PIXELS},
-            "output": _quant(out),
-            "tflite": {"file": final.name, "sha256": "", "size_bytes": len(buf),
-                       "ops": flatbuffer.operator_codes(buf),
-                       "min_runtime_version": flatbuffer.min_runtime_version(buf)},
-            "precision": precision,
-            "mirror_average": mirror.inside,
-            "mirror_choice": {**mirror.evidence, "reason": mirror.reason},
-            "source": {**source, "keras_file": display_path(model_path),
-                       "keras_sha256": sha256_file(model_path)},
-            "calibration": ({"images": len(calib.x), "per_class": calib.per_class, "source": calib.source,
-                             "faces_sha256": calib.sha256}
-                            if calib else None),
-            "metrics": {**metrics, "test_source": f"{display_path(root)} test split (data.test_subset={cfg['data']['test_subset']})"},
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "tools": _versions(),
-        }
-        contract["tflite"]["sha256"] = sha256_file(tmp)
+        buf, inp, out = _write_tflite(job, tmp)
+        metrics = _verify(job, tmp, out_dir, log)
+        med, p95 = latency_ms(tmp, job.test.x, num_threads=1, runs=LATENCY_RUNS)
+        contract = _contract(job, final, tmp, buf, inp, out, metrics)
         # Both files are written before either replaces anything, so a failed write never leaves a
         # new model beside an old contract; the two renames follow each other at once.
-        staged = stage_contract(contract, contract_path)
+        staged = contract.stage()
         os.replace(tmp, final)
         os.replace(staged, contract_path)
         check_model(final)           # the pair as the edge will load it: sha256, contract, one face
