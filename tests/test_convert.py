@@ -167,6 +167,18 @@ def test_missing_calibration_data_is_rejected(tiny_keras_model, tmp_path, capsys
     assert "calibration data" in err and str(nowhere) in err and "DATA=" in err
 
 
+def test_an_output_dir_that_cannot_be_written_is_one_line_and_exit_2(tiny_keras_model, fer_root, tmp_path, capsys):
+    """convert.output_dir under a file: exit 2 and one line naming the folder and the fix, no traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out_dir = blocker / "models"
+    rc = _convert("--model", str(tiny_keras_model), *_cli_args(fer_root, out_dir))
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err == (f"error: cannot write {out_dir}: Not a directory. Make convert.output_dir writable "
+                   "(or pass --set convert.output_dir=DIR); nothing was replaced\n")
+
+
 def test_cli_process_exit_code_for_bad_config(tmp_path):
     """The real `python -m fer_edge.convert` process: config errors exit 2 naming the key."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}

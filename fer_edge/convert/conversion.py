@@ -293,5 +293,5 @@ def convert(cfg: dict, log=print) -> ConvertResult:
     return ConvertResult(final, contract_path, len(buf), metrics, med, p95)
 
 
-def print_error(exc: Exception) -> None:
+def print_error(exc: Exception | str) -> None:
     print(f"error: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -143,7 +144,7 @@ def _load_folders(train_dir: Path, test_dir: Path) -> tuple[Split, Split, dict, 
     _fingerprint_files(ftest, h)
     key = h.hexdigest()[:24]
 
-    def decode():
+    def decode() -> tuple[Split, Split, dict[str, list[str]]]:
         bad: list[str] = []
         tr = _decode_files(ftrain, train_dir, bad)
         te = _decode_files(ftest, test_dir, bad)
@@ -208,8 +209,8 @@ def _cached(key: str, decode):
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, xtr=tr.x, ytr=tr.y, ntr=tr.names, xte=te.x, yte=te.y, nte=te.names,
-                 **{f"skip_{k}": np.asarray(v, dtype=str) for k, v in skipped.items()})
+        skips: dict[str, Any] = {f"skip_{k}": np.asarray(v, dtype=str) for k, v in skipped.items()}
+        np.savez(tmp, xtr=tr.x, ytr=tr.y, ntr=tr.names, xte=te.x, yte=te.y, nte=te.names, **skips)
         os.replace(tmp, path)
     return tr, te, skipped
 
@@ -276,6 +277,7 @@ def _with_ferplus(s: Split, rel: list[str], row_of: dict[str, int], votes: ferpl
         label = ferplus.majority(votes.counts[row]) if scored else None
         if (label if scored else dist) is None:
             continue
+        target: np.ndarray
         if dist is None:                    # a majority but no distribution: scored on its majority alone
             target = np.eye(k, dtype=np.float32)[label]
         elif scored:                        # scored splits keep the annotators' own distribution

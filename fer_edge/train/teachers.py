@@ -44,7 +44,7 @@ def model_probs(path: Path, x: np.ndarray, mirror: bool = False) -> np.ndarray:
         from fer_edge.train.model import to_float32
         net = to_float32(keras.models.load_model(path, compile=False))
         predict = lambda faces: predict_probs(net, faces)      # noqa: E731
-    probs = predict(x).astype(np.float32)
+    probs: np.ndarray = predict(x).astype(np.float32)
     if mirror:
         probs = (probs + predict(np.ascontiguousarray(x[:, :, ::-1])).astype(np.float32)) / 2
     return probs
@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.split == "val":
         for m in args.models:
-            if (line := validation_warning(m)) is not None:
-                print(line)
+            if (warning := validation_warning(m)) is not None:
+                print(warning)
     runs = {m: (model_probs(m, split.x), model_probs(m, split.x, mirror=True)) for m in args.models}
 
     def line(probs: np.ndarray) -> str:
