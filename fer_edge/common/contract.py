@@ -43,6 +43,7 @@ class Quant:
 
 @dataclass(frozen=True)
 class ModelContract:
+    """A model's contract: read with ``load_contract``, made by the converter with ``ModelContract.new``."""
     path: Path                       # the JSON file itself
     model_file: Path                 # the .tflite next to it
     labels: tuple[str, ...]
@@ -53,7 +54,7 @@ class ModelContract:
     output: Quant
     sha256: str
     precision: str
-    raw: dict[str, Any] = field(repr=False, compare=False)
+    raw: dict[str, Any] = field(repr=False, compare=False)     # the whole JSON, as read or to be written
 
     @property
     def metrics(self) -> dict[str, Any]:
