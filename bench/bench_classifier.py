@@ -180,7 +180,7 @@ def run() -> str:
     from fer_edge.common.config import load_config
     from fer_edge.train.data import DataError, load_split
     try:
-        test, test13 = load_split({**load_config()["data"], "labels": "ferplus"}, "test", with_fer2013=True)
+        test, test13 = load_split(load_config(None, [("data.labels", "ferplus")]).data, "test", with_fer2013=True)
     except (DataError, OSError) as exc:
         return f"Not measured: no FER-2013 test split with FER+'s votes ({exc}).\n"
     with tempfile.TemporaryDirectory(prefix="bench_classifier_") as d:

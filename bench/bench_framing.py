@@ -85,11 +85,12 @@ def run() -> str:
     from fer_edge.common.config import load_config
     from fer_edge.edge.detect import make_detector
     from fer_edge.edge.framing import FRAMINGS
-    det_cfg = load_config()["edge"]["detector"]
+    def det_cfg(*sets: tuple[str, object]):
+        return load_config(None, list(sets)).edge.detector
     files = fer_sample()
-    haar = make_detector({**det_cfg, "backend": "haar", "haar": {**det_cfg["haar"], "profile": True}})
-    blaze = make_detector({**det_cfg, "backend": "blazeface"})
-    frontal = make_detector({**det_cfg, "backend": "haar", "haar": {**det_cfg["haar"], "profile": False}})
+    haar = make_detector(det_cfg(("edge.detector.backend", "haar"), ("edge.detector.haar.profile", True)))
+    blaze = make_detector(det_cfg(("edge.detector.backend", "blazeface")))
+    frontal = make_detector(det_cfg(("edge.detector.backend", "haar"), ("edge.detector.haar.profile", False)))
     rows = ["| framing | fitted on | faces | scale | dx | dy | in fer_edge/edge/framing.py |", "|---|---|---|---|---|---|---|"]
 
     def row(name: str, how: str, n: str, fit) -> None:

@@ -37,7 +37,7 @@ def _faces() -> tuple[np.ndarray, str]:
     from fer_edge.train.data import DataError, load_split
     cfg = load_config()
     try:
-        test = load_split(cfg["data"], "test")
+        test = load_split(cfg.data, "test")
         return test.x[:64], "64 real FER-2013 test faces, cycled"
     except (DataError, OSError):
         return np.full((1, 48, 48), 128, np.uint8), "a mid-gray 48x48 input (FER-2013 not available)"
@@ -89,7 +89,7 @@ def _mirror_section(faces: np.ndarray, tmp: Path) -> list[str]:
     from fer_edge.train.model import build_model
     cfg = load_config()
     try:
-        calib = load_calibration(cfg["data"], resolve_path(cfg["data"]["root"]), 200).x
+        calib = load_calibration(cfg.data, resolve_path(cfg.data.root), 200).x
         calib_note = "200 FER-2013 training faces"
     except (DataError, OSError, ConvertInputError):
         calib, calib_note = np.random.default_rng(0).integers(0, 256, (200, 48, 48), np.uint8), "200 noise images"

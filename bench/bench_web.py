@@ -104,7 +104,7 @@ def _phase(port: int, pid: int, clients: int, seconds: float) -> dict:
 
 def run() -> str:
     cfg = load_config()
-    model = resolve_path(os.environ.get("FER_BENCH_MODEL") or cfg["edge"]["model"])
+    model = resolve_path(os.environ.get("FER_BENCH_MODEL") or cfg.edge.model)
     if not CLIP.is_file():
         return f"Not measured: the clip {CLIP} is missing (../shared is only on developer/CI machines).\n"
     if not model.is_file():
@@ -139,7 +139,7 @@ def run() -> str:
             except subprocess.TimeoutExpired:
                 proc.kill()
             log.close()
-    stream_fps = cfg["web"]["stream_fps"]
+    stream_fps = cfg.web.stream_fps
     shown = model.relative_to(ROOT) if model.is_relative_to(ROOT) else model
     def median_change(key: str) -> float:
         ratios = sorted(phases[i][key] / ((phases[i - 1][key] + phases[i + 1][key]) / 2)
@@ -156,7 +156,7 @@ def run() -> str:
     verdict = "meets" if change >= -TARGET_DROP else "MISSES"
     return "\n".join([
         f"`python -m fer_edge.edge --web --loop` on `{CLIP.name}` (model `{shown}`), {PHASE_S:.0f} s per phase, "
-        f"web.stream_fps {stream_fps:g}, web.jpeg_quality {cfg['web']['jpeg_quality']}, {os.cpu_count()} CPUs, "
+        f"web.stream_fps {stream_fps:g}, web.jpeg_quality {cfg.web.jpeg_quality}, {os.cpu_count()} CPUs, "
         f"load average before the run {load_before:.1f}.",
         "",
         *rows,

@@ -4,6 +4,10 @@ that bench/ never imports tests/)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fer_edge.common.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -33,7 +37,7 @@ TINY_CONVERT = {"convert.calibration_size": 140, "convert.eval_max_images": 0, "
                 "convert.temperature": 1.0, "convert.logit_adjust": 0.0}
 
 
-def tiny_config(fer_root: Path, tmp: Path, **extra) -> dict:
+def tiny_config(fer_root: Path, tmp: Path, **extra) -> Config:
     """The validated config used for the tiny model's training and conversion (runs and models in tmp)."""
     from fer_edge.common.config import load_config
     overrides = {**TINY_TRAIN, **TINY_CONVERT, "data.root": str(fer_root), "data.cache_dir": str(CACHE_DIR),

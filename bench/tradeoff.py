@@ -17,15 +17,19 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from fer_edge.common.config import DetectorConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 KDEF = ROOT.parent / "shared" / "data" / "kdef-dev"
 TAUS = tuple(round(t, 2) for t in np.arange(-0.5, 1.51, 0.1))
 
 
-def kdef_faces(det_cfg: dict, margin: float) -> tuple[np.ndarray, list[str], list[str]]:
+def kdef_faces(det_cfg: DetectorConfig, margin: float) -> tuple[np.ndarray, list[str], list[str]]:
     """(N,48,48) crops of the largest face of every kdef-dev photo with one, their labels, and the
     photos without a face."""
     import cv2
@@ -118,17 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     from fer_edge.convert.source import run_info
     from fer_edge.train.data import load_split
     from fer_edge.train.model import to_float32
-    cfg = load_config()
     info = run_info(args.model)
     labels = tuple(info.get("labels") or ())
-    cfg["data"]["labels"] = "ferplus" if "contempt" in labels else "fer2013"
-    val = load_split(cfg["data"], "val")
+    cfg = load_config(None, [("data.labels", "ferplus" if "contempt" in labels else "fer2013")])
+    val = load_split(cfg.data, "val")
     model = to_float32(keras.models.load_model(args.model, compile=False))
-    x, names, missed = kdef_faces(cfg["edge"]["detector"], cfg["edge"]["detector"]["margin"])
+    x, names, missed = kdef_faces(cfg.edge.detector, cfg.edge.detector.margin)
     y = np.array([val.labels.index(n) for n in names])
     rows = sweep(model, val, x, y, len(names) + len(missed), info["train_counts"], val.labels)
     print(f"{args.model}: {len(val)} FER+ validation faces, {len(names) + len(missed)} kdef-dev photos "
-          f"({len(missed)} without a face, counted wrong), detector {cfg['edge']['detector']['backend']}\n")
+          f"({len(missed)} without a face, counted wrong), detector {cfg.edge.detector.backend}\n")
     print(table(rows))
     plot(rows, args.out or args.model.parent / "tradeoff.png", f"{args.model.parent.name}: logit adjustment tau")
     if args.json:

@@ -14,7 +14,8 @@
 #   /opt/fer-edge/models/emotion_int8.{tflite,json}   the model with its contract (always together)
 #   /opt/fer-edge/{scripts,systemd,docs}   uninstall.sh, the unit and the guides, for reference
 #   /etc/fer-edge/config.yaml   only if absent; an edited one is kept, the new one lands beside it
-#                               as config.yaml.new
+#                               as config.yaml.new. Keys of an older version that moved are moved
+#                               in it (comments kept; the file before: config.yaml.bak)
 #   /etc/systemd/system/fer-edge.service   then daemon-reload, enable, restart, status
 # The CSV log is written by the service to /var/lib/fer-edge/emotions.csv (StateDirectory=).
 #
@@ -156,10 +157,28 @@ try:
     load_config(sys.argv[1])
 except ConfigError as exc:
     sys.exit(f"install.sh: error: {exc}")
-' "$1" || { echo "install.sh: the installed version was left as it was" >&2; exit 2; }
+' "$1" || { rm -f "$ETC/config.yaml.migrated"; echo "install.sh: the installed version was left as it was" >&2; exit 2; }
 }
 validate_config "$SRC/config.yaml"
-[[ -f "$ETC/config.yaml" ]] && validate_config "$ETC/config.yaml"
+# An edited config of an older version may hold keys that moved since (MOVED in fer_edge/common/config):
+# they are moved in a copy, config.yaml.migrated, which is checked here and replaces config.yaml at the
+# switch below.
+rm -f "$ETC/config.yaml.migrated"
+if [[ -f "$ETC/config.yaml" ]]; then
+    if ! moved="$("$NEW/bin/python" -I -m fer_edge.common.config --migrate "$ETC/config.yaml" \
+            --output "$ETC/config.yaml.migrated" 2>&1)"; then
+        rm -f "$ETC/config.yaml.migrated"
+        echo "install.sh: $moved" >&2
+        echo "install.sh: the installed version was left as it was" >&2
+        exit 2
+    fi
+    if [[ -f "$ETC/config.yaml.migrated" ]]; then
+        echo "== $moved"
+        validate_config "$ETC/config.yaml.migrated"
+    else
+        validate_config "$ETC/config.yaml"
+    fi
+fi
 
 # The model and its contract travel together: both are staged in models/.staged/, checked there with
 # the new venv (the contract, its sha256 and a real load with the runtime) and only then renamed into
@@ -213,6 +232,11 @@ for d in scripts systemd docs; do copy_dir "$d"; done
 
 # --- config: never overwrite an edited one
 mkdir -p "$ETC"
+if [[ -f "$ETC/config.yaml.migrated" ]]; then
+    cp -p "$ETC/config.yaml" "$ETC/config.yaml.bak"
+    mv -f "$ETC/config.yaml.migrated" "$ETC/config.yaml"
+    echo "== moved the keys that moved in $ETC/config.yaml (the file before: $ETC/config.yaml.bak)"
+fi
 if [[ ! -f "$ETC/config.yaml" ]]; then
     install -m 0644 "$SRC/config.yaml" "$ETC/config.yaml"
     echo "== installed $ETC/config.yaml"

@@ -7,11 +7,12 @@ import pytest
 from fer_edge.common.labels import LABELS
 
 tf = pytest.importorskip("tensorflow")
+from fer_edge.common.config import AugmentConfig  # noqa: E402
 from fer_edge.train.augment import make_mix  # noqa: E402
 
 
-def _aug(mixup=0.0, cutmix=0.0, prob=1.0) -> dict:
-    return {"mixup_alpha": mixup, "cutmix_alpha": cutmix, "mix_prob": prob}
+def _aug(mixup=0.0, cutmix=0.0, prob=1.0) -> AugmentConfig:
+    return AugmentConfig(mixup_alpha=mixup, cutmix_alpha=cutmix, mix_prob=prob)
 
 
 def _real_batch(fer_root, per_class: int = 6):

@@ -26,7 +26,7 @@ def test_config_yaml_sets_every_key_and_matches_schema_defaults():
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
     assert _leaf_paths(raw) == _leaf_paths(SCHEMA), "config.yaml and fer_edge/common/config.py SCHEMA disagree"
     cfg = load_config(DEFAULT_CONFIG)
-    assert cfg["train"]["arch"] == "default"
+    assert cfg.train.arch == "default"
 
 
 def test_every_key_in_config_yaml_is_commented():
@@ -69,7 +69,7 @@ def test_validator_names_key_and_value(tmp_path, mutate, key, words):
 def test_ints_are_accepted_for_floats_but_bools_are_not_ints(tmp_path):
     raw = defaults()
     raw["train"]["learning_rate"] = 1
-    assert load_config(_write(tmp_path, raw))["train"]["learning_rate"] == 1.0
+    assert load_config(_write(tmp_path, raw)).train.learning_rate == 1.0
     raw["train"]["epochs"] = True
     with pytest.raises(ConfigError, match="train.epochs"):
         load_config(_write(tmp_path, raw))
@@ -77,7 +77,7 @@ def test_ints_are_accepted_for_floats_but_bools_are_not_ints(tmp_path):
 
 def test_overrides_are_validated_too():
     cfg = load_config(None, ["train.epochs=3", ("data.root", "/x")])
-    assert cfg["train"]["epochs"] == 3 and cfg["data"]["root"] == "/x"
+    assert cfg.train.epochs == 3 and cfg.data.root == "/x"
     with pytest.raises(ConfigError, match="train.nope"):
         load_config(None, ["train.nope=1"])
     with pytest.raises(ConfigError, match="train.epochs"):
@@ -85,7 +85,7 @@ def test_overrides_are_validated_too():
 
 
 def test_a_final_fit_cannot_use_the_plateau_schedule():
-    assert load_config(None, ["data.val_fraction=0"])["data"]["val_fraction"] == 0.0     # a final fit, cosine
+    assert load_config(None, ["data.val_fraction=0"]).data.val_fraction == 0.0     # a final fit, cosine
     with pytest.raises(ConfigError) as exc:
         load_config(None, ["data.val_fraction=0", "train.lr_schedule=plateau"])
     assert "'train.lr_schedule'" in str(exc.value) and "val_fraction" in str(exc.value)

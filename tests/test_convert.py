@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -217,7 +218,7 @@ def test_auto_model_is_the_newest_finished_run(tmp_path):
 def _test_faces(fer_root: Path, n: int = 300) -> tuple[np.ndarray, np.ndarray]:
     from fer_edge.train.data import load_split
     from tests.conftest import tiny_config
-    test = load_split(tiny_config(fer_root, Path("/nonexistent"))["data"], "test")
+    test = load_split(tiny_config(fer_root, Path("/nonexistent")).data, "test")
     idx = np.random.default_rng(0).permutation(len(test))[:n]
     return test.x[idx], test.y[idx]
 
@@ -268,7 +269,7 @@ def test_mirror_auto_is_decided_on_the_validation_hold_out(tiny_keras_model, fer
     from fer_edge.train.metrics import predict_probs
     from tests.conftest import tiny_config
     model = keras.models.load_model(tiny_keras_model, compile=False)
-    val = load_split(tiny_config(fer_root, Path("/nonexistent"))["data"], "val")
+    val = load_split(tiny_config(fer_root, Path("/nonexistent")).data, "val")
     got = choose("auto", model, val, predict_probs)
     plain = predict_probs(model, val.x).argmax(1)
     both = (predict_probs(model, val.x) + predict_probs(model, np.ascontiguousarray(val.x[:, :, ::-1]))).argmax(1)
@@ -347,11 +348,11 @@ def test_the_contract_names_the_calibration_faces(tiny_tflite, fer_root):
     """Two conversions calibrated on other faces (e.g. a final fit's split) differ in their contracts."""
     from fer_edge.convert.calibration import load_calibration
     from tests.conftest import tiny_config
-    data = tiny_config(fer_root, Path("/nonexistent"))["data"]
+    data = tiny_config(fer_root, Path("/nonexistent")).data
     cal = json.loads(tiny_tflite.with_suffix(".json").read_text())["calibration"]
     again = load_calibration(data, fer_root, cal["images"])
     assert cal["faces_sha256"] == again.sha256 and cal["source"] == again.source
-    assert "the 0.1 validation hold-out excluded" in cal["source"] and f"data.seed {data['seed']}" in cal["source"]
-    everything = load_calibration({**data, "val_fraction": 0.0}, fer_root, cal["images"])
+    assert "the 0.1 validation hold-out excluded" in cal["source"] and f"data.seed {data.seed}" in cal["source"]
+    everything = load_calibration(replace(data, val_fraction=0.0), fer_root, cal["images"])
     assert everything.sha256 != again.sha256 and "data.val_fraction is 0" in everything.source
     assert everything.per_class == again.per_class      # same counts: only the hash tells them apart

@@ -14,7 +14,7 @@ import pytest
 
 from tests.edge_support import ROOT, clip_frames, read_log, run_edge
 
-from fer_edge.common.config import load_config
+from fer_edge.common.config import DetectorConfig, load_config
 from fer_edge.common.labels import LABELS
 
 KDEF = ROOT.parent / "shared" / "data" / "kdef-dev"
@@ -24,10 +24,10 @@ CODE = {"AF": "fear", "AN": "angry", "DI": "disgust", "HA": "happy", "NE": "neut
 PEOPLE = ("F01", "F03", "F05", "F07", "F09", "M02", "M04", "M06", "M08", "M10")
 
 
-def det_cfg(backend: str, **own) -> dict:
+def det_cfg(backend: str, **own) -> DetectorConfig:
     """config.yaml's edge.detector section with ``backend`` chosen and ``own`` keys of its section set."""
-    d = load_config()["edge"]["detector"]
-    return {**d, "backend": backend, backend: {**d[backend], **own}}
+    sets = [("edge.detector.backend", backend), *((f"edge.detector.{backend}.{k}", v) for k, v in own.items())]
+    return load_config(None, sets).edge.detector
 
 
 @pytest.fixture(scope="module")

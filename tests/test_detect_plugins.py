@@ -28,7 +28,7 @@ PLUGIN = textwrap.dedent('''
 
         @classmethod
         def from_config(cls, det_cfg, own, threads=1):
-            return cls(own["side"], det_cfg["max_faces"])
+            return cls(own.side, det_cfg.max_faces)
 
         def describe(self):
             return f"centre{self.side}"
@@ -96,7 +96,7 @@ def test_old_flat_keys_in_a_config_file_name_their_new_place(tmp_path):
 def test_haar_runs_its_profile_cascades_on_every_profile_every_th_video_scan():
     from fer_edge.common.config import load_config
     from fer_edge.edge.detect import make_detector
-    det_cfg = load_config(None, [("edge.detector.haar.profile_every", 3)])["edge"]["detector"]
+    det_cfg = load_config(None, [("edge.detector.haar.profile_every", 3)]).edge.detector
     haar = make_detector(det_cfg)
     seen = []
     haar.detect = lambda image, thorough=True: seen.append(thorough) or []       # record what each scan asks

@@ -32,7 +32,7 @@ def clip(media_dir) -> Path:
 @pytest.fixture(scope="session")
 def detector():
     from fer_edge.edge.detect import make_detector
-    return make_detector(load_config()["edge"]["detector"])
+    return make_detector(load_config().edge.detector)
 
 
 @pytest.fixture(scope="session")

@@ -7,14 +7,15 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import CACHE_DIR, ROOT, tiny_config
 from fer_edge.common.labels import FERPLUS_LABELS, LABELS
 from fer_edge.train import ferplus
+from tests.conftest import CACHE_DIR, ROOT, tiny_config
 
 I = {n: FERPLUS_LABELS.index(n) for n in FERPLUS_LABELS}
 
@@ -55,8 +56,8 @@ def plus(fer_root):
         pytest.skip(f"no FER+ vote file at {fer_root / 'ferplus.csv'}")
     cfg = tiny_config(fer_root, Path("/nonexistent"), **{"data.labels": "ferplus", "data.max_per_class": 0,
                                                          "data.label_blend": 0.25})
-    thirteen = load_configured({**cfg["data"], "labels": "fer2013"}, verbose=False)
-    return load_configured(cfg["data"], verbose=False), thirteen
+    thirteen = load_configured(replace(cfg.data, labels="fer2013"), verbose=False)
+    return load_configured(cfg.data, verbose=False), thirteen
 
 
 def test_real_votes_give_eight_classes_and_keep_the_hold_out(plus):
@@ -103,7 +104,7 @@ def test_a_broken_vote_file_names_file_and_line(fer_root, tmp_path, body, line, 
     root = _votes_root(fer_root, tmp_path, HEADER + body.format(first=real, first_path=real.split(",")[0]))
     cfg = tiny_config(root, tmp_path, **{"data.labels": "ferplus"})
     with pytest.raises(DataError) as err:
-        load_configured(cfg["data"], verbose=False)
+        load_configured(cfg.data, verbose=False)
     assert f"ferplus.csv:{line}:" in str(err.value) and words in str(err.value) and "\n" not in str(err.value)
 
 
@@ -122,11 +123,11 @@ def test_a_missing_vote_file_names_it_and_the_way_out(fer_root, tmp_path):
     from fer_edge.train.data import DataError, load_configured
     cfg = tiny_config(fer_root, tmp_path, **{"data.labels": "ferplus", "data.ferplus_csv": str(tmp_path / "none.csv")})
     with pytest.raises(DataError, match=r"none\.csv not found.*data\.labels=fer2013"):
-        load_configured(cfg["data"], verbose=False)
+        load_configured(cfg.data, verbose=False)
     bad_header = tmp_path / "votes.csv"
     bad_header.write_text("path,happy\n")
     with pytest.raises(DataError, match=r"votes\.csv:1: header"):
-        load_configured({**cfg["data"], "ferplus_csv": str(bad_header)}, verbose=False)
+        load_configured(replace(cfg.data, ferplus_csv=str(bad_header)), verbose=False)
 
 
 def test_the_folded_adjustment_is_exactly_the_adjusted_output(tiny_ferplus_keras_model):

@@ -28,7 +28,7 @@ def reporter(port: int, device: str = "hall", **mqtt):
             **{f"mqtt.{k}": v for k, v in mqtt.items()}}
     cfg = load_config(None, [(k, v) for k, v in sets.items()])
     lines: list[str] = []
-    r = MqttReporter(cfg["mqtt"], LABELS, lambda *_: None, lines.append)
+    r = MqttReporter(cfg.mqtt, LABELS, lambda *_: None, lines.append)
     r.lines = lines
     return r
 

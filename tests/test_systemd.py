@@ -161,10 +161,10 @@ def test_watchdog_outlasts_the_loops_quiet_periods(unit):
     reconnect_backoff_max_s, and it notices a stall after stall_timeout_s. Both must fit in WatchdogSec
     or a camera reconnect the loop would survive gets the service killed instead."""
     from fer_edge.common.config import load_config
-    cam = load_config(ROOT / "config.yaml")["edge"]["camera"]
+    cam = load_config(ROOT / "config.yaml").edge.camera
     watchdog = float(one(unit, "Service", "WatchdogSec"))
-    assert watchdog > cam["reconnect_backoff_max_s"] + 5
-    assert watchdog > cam["stall_timeout_s"] + 5
+    assert watchdog > cam.reconnect_backoff_max_s + 5
+    assert watchdog > cam.stall_timeout_s + 5
 
 
 def test_file_descriptors_are_bounded_above_the_web_connection_cap(unit):
@@ -172,4 +172,4 @@ def test_file_descriptors_are_bounded_above_the_web_connection_cap(unit):
     descriptor limit, so the camera, the CSV and the broker link keep theirs."""
     from fer_edge.common.config import load_config
     limit = int(one(unit, "Service", "LimitNOFILE"))
-    assert limit >= 4 * load_config(None)["web"]["max_connections"]
+    assert limit >= 4 * load_config(None).web.max_connections

@@ -297,7 +297,7 @@ def test_mirrored_teachers_answer_the_same_for_a_face_and_its_mirror(tiny_keras_
     from fer_edge.train.data import load_split
     from fer_edge.train.teachers import model_probs
     from tests.conftest import tiny_config
-    x = load_split(tiny_config(fer_root, Path("/nonexistent"))["data"], "train").x[:64]
+    x = load_split(tiny_config(fer_root, Path("/nonexistent")).data, "train").x[:64]
     flipped = np.ascontiguousarray(x[:, :, ::-1])
     for teacher in (tiny_keras_model, tiny_tflite):
         np.testing.assert_allclose(model_probs(teacher, x, mirror=True), model_probs(teacher, flipped, mirror=True), atol=1e-6)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from fer_edge.common.config import load_config
+from fer_edge.common.config import Config, load_config
 from fer_edge.edge.telemetry import LiveState
 from fer_edge.edge.types import Frame
 from tests.conftest import ROOT
@@ -53,7 +53,7 @@ def face_jpeg(media_dir) -> bytes:
     return cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 
-def web_cfg(model, **web) -> dict:
+def web_cfg(model, **web) -> Config:
     web = {"host": "127.0.0.1", "token": "", **web}    # whatever config.yaml says: loopback, no token
     overrides = [("edge.model", str(model))] + [(f"web.{k}", v) for k, v in web.items()]
     return load_config(ROOT / "config.yaml", overrides)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_edge.common.config import DataConfig
 from fer_edge.convert.errors import ConvertInputError
 
 
@@ -49,7 +50,7 @@ def balanced_indices(y: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([p[:n] for p, n in zip(pools, take)])).astype(np.int64)
 
 
-def load_calibration(data_cfg: dict, root: Path, size: int) -> CalibrationSet:
+def load_calibration(data_cfg: DataConfig, root: Path, size: int) -> CalibrationSet:
     """``size`` balanced faces of the training split at ``root``; ConvertInputError if none."""
     from fer_edge.common.config import display_path
     from fer_edge.train.data import DataError, load_split
@@ -61,12 +62,12 @@ def load_calibration(data_cfg: dict, root: Path, size: int) -> CalibrationSet:
     if len(split) == 0:
         raise ConvertInputError(f"calibration data: no training images found under {root}. Pass DATA= a "
                                 "FER-2013 copy with train/<class>/ images.")
-    idx = balanced_indices(split.y, size, data_cfg["seed"])
+    idx = balanced_indices(split.y, size, data_cfg.seed)
     counts = np.bincount(split.y[idx], minlength=len(split.labels))
-    held_out = (f"the {data_cfg['val_fraction']:g} validation hold-out excluded" if data_cfg["val_fraction"] > 0
+    held_out = (f"the {data_cfg.val_fraction:g} validation hold-out excluded" if data_cfg.val_fraction > 0
                 else "all of it: data.val_fraction is 0")
     return CalibrationSet(split.x[idx], {name: int(n) for name, n in zip(split.labels, counts)},
-                          f"{display_path(root)} train split ({held_out}), data.seed {data_cfg['seed']}")
+                          f"{display_path(root)} train split ({held_out}), data.seed {data_cfg.seed}")
 
 
 def representative_dataset(x: np.ndarray):

@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fer_edge.common.config import display_path, resolve_path
+from fer_edge.common.config import Config, ConvertConfig, display_path, resolve_path
 from fer_edge.common.contract import ContractError, ModelContract, Quant, sha256_file
 from fer_edge.common.interpreter import ModelLoadError, make_interpreter, runtime_name, runtime_version
 from fer_edge.common.model_runner import check_model
@@ -61,37 +61,37 @@ def _quant(detail: dict) -> Quant:
     return Quant(np.dtype(detail["dtype"]).name, float(scale), int(zp))
 
 
-def _test_split(cfg: dict, root: Path):
+def _test_split(cfg: Config, root: Path):
     from fer_edge.train.data import DataError, load_split
     try:
-        test = load_split(cfg["data"], "test", root)
+        test = load_split(cfg.data, "test", root)
     except (DataError, OSError) as exc:
         raise ConvertInputError(f"test data for verification: {exc}. Pass DATA=path/to/fer2013.") from exc
-    cap = cfg["convert"]["eval_max_images"]
+    cap = cfg.convert.eval_max_images
     if cap and len(test) > cap:
         # The split is ordered by class: a seeded random subset keeps every class in.
-        idx = np.sort(np.random.default_rng(cfg["data"]["seed"]).permutation(len(test))[:cap])
+        idx = np.sort(np.random.default_rng(cfg.data.seed).permutation(len(test))[:cap])
         test = test.take(idx)
     if len(test) == 0:
         raise ConvertInputError(f"no test images under {root} to verify the converted model with")
     return test
 
 
-def _val_split(cfg: dict, root: Path):
+def _val_split(cfg: Config, root: Path):
     """The validation hold-out (the ``auto`` mirror choice is made on it), or None when there is none."""
     from fer_edge.train.data import DataError, load_split
     try:
-        return load_split(cfg["data"], "val", root)
+        return load_split(cfg.data, "val", root)
     except DataError:
         return None
     except OSError as exc:
         raise ConvertInputError(f"validation data: {exc}. Pass DATA=path/to/fer2013.") from exc
 
 
-def _adjustment(c: dict, model, source: dict, val, mirror_inside: bool, predict_probs, log) -> dict:
+def _adjustment(c: ConvertConfig, model, source: dict, val, mirror_inside: bool, predict_probs, log) -> dict:
     """The logit adjustment and temperature to fold into the final layer (``convert.logit_adjust`` and
     ``convert.temperature``), with what they were chosen on, for the contract."""
-    tau, temp = float(c["logit_adjust"]), c["temperature"]
+    tau, temp = c.logit_adjust, c.temperature
     counts = source.get("train_counts")
     if tau and not counts:
         raise ConvertInputError(f"convert.logit_adjust = {tau:g} needs the training prior, and the run "
@@ -119,7 +119,7 @@ def _adjustment(c: dict, model, source: dict, val, mirror_inside: bool, predict_
 @dataclass
 class _Job:
     """One conversion: the model as it will be converted and the faces it is checked on."""
-    cfg: dict                   # with data.labels set to the labels the model learned
+    cfg: Config                 # with data.labels set to the labels the model learned
     model_path: Path
     source: dict                # its training run (run_info)
     model: Any                  # the float Keras model, output adjustment and mirror folded in
@@ -134,45 +134,45 @@ class _Job:
 
     @property
     def precision(self) -> str:
-        return str(self.cfg["convert"]["precision"])
+        return self.cfg.convert.precision
 
 
-def _open_model(cfg: dict, log) -> tuple[dict, Path, dict, Any, tuple[str, ...], str, MirrorChoice | None]:
+def _open_model(cfg: Config, log) -> tuple[Config, Path, dict, Any, tuple[str, ...], str, MirrorChoice | None]:
     """The Keras model to convert, its run and labels, and a mirror choice taken from another model."""
-    c = cfg["convert"]
+    c = cfg.convert
     inherited = None
-    if isinstance(c["mirror"], str) and c["mirror"] != "auto":
+    if isinstance(c.mirror, str) and c.mirror != "auto":
         try:
-            inherited = inherited_mirror(resolve_path(c["mirror"]))
+            inherited = inherited_mirror(resolve_path(c.mirror))
         except ContractError as exc:
             raise ConvertInputError(f"convert.mirror: {exc}") from exc
-    model_path = resolve_model_path(c["model"], resolve_path(cfg["train"]["runs_dir"]))
+    model_path = resolve_model_path(c.model, resolve_path(cfg.train.runs_dir))
     log(f"model: {model_path}")
     source = run_info(model_path)
     model, labels = load_keras_model(model_path, source)
     label_set = "ferplus" if "contempt" in labels else "fer2013"
-    if cfg["data"]["labels"] != label_set:        # verify on the labels the model learned
-        cfg = {**cfg, "data": {**cfg["data"], "labels": label_set}}
+    if cfg.data.labels != label_set:        # verify on the labels the model learned
+        cfg = replace(cfg, data=replace(cfg.data, labels=label_set))
     return cfg, model_path, source, model, labels, label_set, inherited
 
 
-def _prepare(cfg: dict, log) -> _Job:
+def _prepare(cfg: Config, log) -> _Job:
     """Load the model and the faces, choose the mirror and the output adjustment, and fold both into
     the model."""
     from fer_edge.train.metrics import predict_probs
 
     cfg, model_path, source, model, labels, label_set, inherited = _open_model(cfg, log)
-    c = cfg["convert"]
-    root = resolve_path(cfg["data"]["root"])
+    c = cfg.convert
+    root = resolve_path(cfg.data.root)
     calib: CalibrationSet | None = None
-    if c["precision"] == "int8":
-        calib = load_calibration(cfg["data"], root, c["calibration_size"])
+    if c.precision == "int8":
+        calib = load_calibration(cfg.data, root, c.calibration_size)
         log(f"calibration: {len(calib.x)} training faces {calib.per_class}")
     test = _test_split(cfg, root)
     final_fit = source.get("val_images") == 0           # it trained on the validation hold-out too
-    needs_val = (c["mirror"] == "auto" or c["temperature"] == "auto") and not final_fit
+    needs_val = (c.mirror == "auto" or c.temperature == "auto") and not final_fit
     val = _val_split(cfg, root) if needs_val else None
-    mirror = inherited or choose_mirror(c["mirror"], model, val, predict_probs, final_fit=final_fit)
+    mirror = inherited or choose_mirror(c.mirror, model, val, predict_probs, final_fit=final_fit)
     adjust = _adjustment(c, model, source, val, mirror.inside, predict_probs, log)
     plain_test = predict_probs(model, test.x)            # the calibration before the adjustment, for the contract
     model = output_adjust.fold_into_model(model, adjust.pop("_log_prior"), adjust["logit_adjust"], adjust["temperature"])
@@ -211,7 +211,7 @@ def _verify(job: _Job, tmp: Path, out_dir: Path, log) -> dict:
     when they fail the gate."""
     from fer_edge.train.metrics import expected_calibration_error, predict_probs
 
-    c, precision, test, model = job.cfg["convert"], job.precision, job.test, job.model
+    c, precision, test, model = job.cfg.convert, job.precision, job.test, job.model
     log(f"verifying on {len(test)} test faces (float Keras vs {precision} TFLite) ...")
     # A model with the mirror inside has nothing to gain from flipping outside too.
     flipped = None if job.mirror.inside else mirrored(test.x)
@@ -228,14 +228,14 @@ def _verify(job: _Job, tmp: Path, out_dir: Path, log) -> dict:
     metrics["float_before_output_adjust"] = {
         "accuracy": round(float((job.plain_test.argmax(1) == test.y).mean()), 4),
         "ece_15": round(expected_calibration_error(job.plain_test, test.y), 4)}
-    metrics["gate"] = {"max_top1_drop": c["max_top1_drop"], "min_agreement": c["min_agreement"]}
+    metrics["gate"] = {"max_top1_drop": c.max_top1_drop, "min_agreement": c.min_agreement}
     f, q = metrics["float"], metrics[precision]
     log(f"accuracy: float {f['accuracy'] * 100:.2f}%, {precision} {q['accuracy'] * 100:.2f}% "
         f"(drop {metrics['top1_drop_points']:.2f} points); top-1 agreement {metrics['top1_agreement'] * 100:.2f}%")
     if flipped is not None:
         log(f"accuracy with flip TTA: float {f['accuracy_flip_tta'] * 100:.2f}%, "
             f"{precision} {q['accuracy_flip_tta'] * 100:.2f}% (edge.flip_tta; about 2x the classify time)")
-    problems = gate_failures(metrics, c["max_top1_drop"], c["min_agreement"])
+    problems = gate_failures(metrics, c.max_top1_drop, c.min_agreement)
     if problems:
         raise ParityError(f"{job.model_path} -> {precision} TFLite failed the parity gate: " + "; ".join(problems)
                           + f". Nothing was written to {out_dir}. Check the model (it may have exploding "
@@ -257,20 +257,20 @@ def _contract(job: _Job, final: Path, tmp: Path, buf: bytes, inp: dict, out: dic
         calibration=({"images": len(calib.x), "per_class": calib.per_class, "source": calib.source,
                       "faces_sha256": calib.sha256} if calib else None),
         metrics={**metrics, "test_source": f"{display_path(job.root)} test split "
-                                           f"(data.test_subset={job.cfg['data']['test_subset']})"},
+                                           f"(data.test_subset={job.cfg.data.test_subset})"},
         tools=_versions())
 
 
-def convert(cfg: dict, log=print) -> ConvertResult:
-    """Run the whole conversion described by ``cfg['convert']``; returns where the files went.
+def convert(cfg: Config, log=print) -> ConvertResult:
+    """Run the whole conversion described by ``cfg.convert``; returns where the files went.
 
     Raises ConvertInputError (bad model or data; exit 2) or ParityError (gate failed; exit 1).
     """
     job = _prepare(cfg, log)
-    c = job.cfg["convert"]
-    out_dir = resolve_path(c["output_dir"])
+    c = job.cfg.convert
+    out_dir = resolve_path(c.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{c['name']}_{job.precision}"
+    stem = f"{c.name}_{job.precision}"
     final, contract_path = out_dir / f"{stem}.tflite", out_dir / f"{stem}.json"
     tmp = out_dir / f".{stem}.{os.getpid()}.tflite.tmp"
     try:

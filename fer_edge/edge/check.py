@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from fer_edge.common.config import ConfigError, exit_on_config_error, load_config, resolve_path
         try:
-            model = resolve_path(load_config(args.config)["edge"]["model"])
+            model = resolve_path(load_config(args.config).edge.model)
         except ConfigError as exc:
             exit_on_config_error(exc)
     try:

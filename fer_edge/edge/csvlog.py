@@ -21,6 +21,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+from fer_edge.common.config import CsvConfig
 from fer_edge.edge.types import FrameResult
 
 BASE_COLUMNS = ("timestamp", "frame", "source", "face_id", "x", "y", "w", "h", "emotion", "confidence")
@@ -101,11 +102,11 @@ class CsvLog:
         self._prune_at = 256
 
     @classmethod
-    def from_config(cls, path: str | Path, labels: tuple[str, ...], csv_cfg: dict) -> "CsvLog":
+    def from_config(cls, path: str | Path, labels: tuple[str, ...], csv_cfg: CsvConfig) -> "CsvLog":
         """From the ``edge.csv`` section."""
-        return cls(path, labels, fsync=csv_cfg["fsync"], fsync_interval_s=csv_cfg["fsync_interval_s"],
-                   rotate_mb=csv_cfg["rotate_mb"], keep=csv_cfg["keep"],
-                   min_interval_s=csv_cfg["min_interval_s"], on_error=csv_cfg["on_error"])
+        return cls(path, labels, fsync=csv_cfg.fsync, fsync_interval_s=csv_cfg.fsync_interval_s,
+                   rotate_mb=csv_cfg.rotate_mb, keep=csv_cfg.keep,
+                   min_interval_s=csv_cfg.min_interval_s, on_error=csv_cfg.on_error)
 
     # ---- opening ---------------------------------------------------------------------------
     def open(self) -> "CsvLog":

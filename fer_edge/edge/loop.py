@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from fer_edge import __version__
-from fer_edge.common.config import resolve_path
+from fer_edge.common.config import Config, resolve_path
 from fer_edge.common.contract import ContractError
 from fer_edge.common.interpreter import ModelLoadError, RuntimeMissingError
 from fer_edge.edge.console import Progress, has_display, say
@@ -76,17 +76,17 @@ class StallWatch:
 class Service:
     """Everything one run holds: pipeline, source, capture thread, log, window, web server, counters."""
 
-    def __init__(self, cfg: dict, pipeline: Pipeline, source: FrameSource, log: CsvLog,
+    def __init__(self, cfg: Config, pipeline: Pipeline, source: FrameSource, log: CsvLog,
                  display: bool, stats_json: Path | None, quiet: bool = False):
-        self.cfg, self.e = cfg, cfg["edge"]
+        self.cfg, self.e = cfg, cfg.edge
         self.pipeline, self.source, self.log = pipeline, source, log
         self.display, self.stats_json, self.quiet = display, stats_json, quiet
         self.record = RunRecord()        # stage timings, photos without a face
-        history_s = 60 * int(cfg["web"]["history_minutes"]) if cfg["web"]["enabled"] else 0
+        history_s = 60 * cfg.web.history_minutes if cfg.web.enabled else 0
         self.live = LiveState(pipeline.labels, history_s=history_s)
         self.signals = Signals()
         self.watchdog = Watchdog()
-        self.watch = StallWatch(float(self.e["camera"]["stall_timeout_s"]))
+        self.watch = StallWatch(self.e.camera.stall_timeout_s)
         self.capture: Capture | None = None
         self.web: WebServer | None = None
         self.mqtt: MqttReporter | None = None
@@ -137,15 +137,15 @@ class Service:
         ``self._failures`` counts attempts since the last processed frame, so a camera that opens
         but never delivers still runs out of attempts instead of cycling forever.
         """
-        c = self.e["camera"]
-        attempts = c["reconnect_attempts"]          # 0: for ever (an unattended logger waits for its camera)
+        c = self.e.camera
+        attempts = c.reconnect_attempts          # 0: for ever (an unattended logger waits for its camera)
         of = f"/{attempts}" if attempts else ""
         say(f"warning: {self.source.name}: {reason}; reconnecting")
         notify(f"STATUS=reconnecting {self.source.name}: {reason}")
         self._stop_capture()
         said = 0.0
         while attempts == 0 or self._failures < attempts:
-            wait = min(float(c["reconnect_backoff_s"]) * 2 ** self._failures, float(c["reconnect_backoff_max_s"]))
+            wait = min(c.reconnect_backoff_s * 2 ** self._failures, c.reconnect_backoff_max_s)
             if self.signals.stop.wait(wait):
                 return True                       # asked to stop while waiting: not a failure
             self._failures += 1
@@ -187,9 +187,8 @@ class Service:
 
     def run(self) -> int:
         """Run until the source ends, max_frames, a signal, q/Esc, or a fatal error. Returns the exit code."""
-        e, cam = self.e, self.e["camera"]
-        max_frames = e["max_frames"]
-        stall = float(cam["stall_timeout_s"])
+        max_frames = self.e.max_frames
+        stall = self.e.camera.stall_timeout_s
         self._start_capture()
         assert self.capture is not None
         notify(f"READY=1\nSTATUS=running: {self.source.name} -> {self.log.path}")
@@ -203,8 +202,8 @@ class Service:
         say(f"fer-edge {__version__}: {self.source.name} -> {self.log.path} (model {model}, "
             f"detector {detector}, window {'on' if self.display else 'off'}{web})")
         length = getattr(self.source, "length", None)
-        if length and self.e["max_frames"]:
-            length = min(length, self.e["max_frames"])
+        if length and max_frames:
+            length = min(length, max_frames)
         self.progress = Progress(length, self.quiet)
         self._failures = 0
         watch = self.watch
@@ -346,18 +345,18 @@ class Service:
         write_stats(self.stats_json, self.stats(code), say)
 
 
-def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | None = None,
+def run(cfg: Config, source: FrameSource | None = None, stats_json: str | Path | None = None,
         headless: bool = False, quiet: bool = False) -> int:
     """Run the edge loop with a validated config; returns the process exit code (0, 1 or 2).
 
     ``source`` replaces ``edge.source`` (tests pass a fake camera here).
     """
-    e = cfg["edge"]
+    e = cfg.edge
     cv2.setNumThreads(1)     # one frame at a time; OpenCV's pool only adds overhead and steals the capture core
     cv2.ocl.setUseOpenCL(False)   # no OpenCL device on a Pi; probing for one costs start-up time and memory
     signals = Signals()
     signals.install()        # before the slow start, so a SIGTERM during start-up is still a clean stop
-    display = False if headless else (e["display"] == "on" or (e["display"] == "auto" and has_display()))
+    display = False if headless else (e.display == "on" or (e.display == "auto" and has_display()))
     if display and not has_display():
         say("error: edge.display is 'on' but there is no display (DISPLAY/WAYLAND_DISPLAY unset): "
             "use --headless or set edge.display to auto")
@@ -365,8 +364,8 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
     # The source first: a wrong --source fails in a second, not after the model has loaded.
     try:
         if source is None:
-            source = make_source(e["source"], e["camera"], loop=e["loop"], max_image_mp=e["max_image_mp"],
-                                 max_bad_frames=e["max_bad_frames"])
+            source = make_source(e.source, e.camera, loop=e.loop, max_image_mp=e.max_image_mp,
+                                 max_bad_frames=e.max_bad_frames)
         opened = open_interruptible(source, signals.stop)
     except SourceError as exc:
         say(f"error: {exc}")
@@ -378,7 +377,7 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
         return 0
     try:
         pipeline = Pipeline.from_config(cfg)
-        log = CsvLog.from_config(resolve_path(e["log"]), pipeline.labels, e["csv"]).open()
+        log = CsvLog.from_config(resolve_path(e.log), pipeline.labels, e.csv).open()
     except (ContractError, ModelLoadError, RuntimeMissingError, DetectorError, CsvLogError, ValueError) as exc:
         say(f"error: {exc}")
         source.close()
@@ -396,13 +395,13 @@ def run(cfg: dict, source: FrameSource | None = None, stats_json: str | Path | N
         return 2
     code = 0
     try:
-        if cfg["web"]["enabled"]:
+        if cfg.web.enabled:
             from fer_edge.edge import web  # lazy: only when enabled
             try:
                 # The analyzer has its own interpreter: TFLite interpreters are not thread-safe.
                 svc.web = web.start_in_thread(cfg, svc.live, Pipeline.from_config(cfg))
             except OSError as exc:
-                say(f"error: cannot start the web view on {cfg['web']['host']}:{cfg['web']['port']}: {exc}. "
+                say(f"error: cannot start the web view on {cfg.web.host}:{cfg.web.port}: {exc}. "
                     "Pick another web.port or stop the program using it.")
                 return 2
         if svc.mqtt is not None:

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from fer_edge import __version__
+from fer_edge.common.config import Config, MqttConfig
 from fer_edge.edge.mqttsetup import (
     MqttConfigError,  # noqa: F401 - raised at start, caught by loop.py
     describe,
@@ -160,17 +161,17 @@ class Topics:
 class MqttReporter:
     """The MQTT side of one run. ``offer`` from the loop; everything else happens in its thread."""
 
-    def __init__(self, m: dict, labels: tuple[str, ...], count: Callable[[str, int], None],
+    def __init__(self, m: MqttConfig, labels: tuple[str, ...], count: Callable[[str, int], None],
                  say: Callable[[str], None]):
         self.m, self.count, self.say = m, count, say
-        self.device = device_name(m["device"])
-        self.topics = Topics(m["topic_prefix"], self.device, m["discovery_prefix"])
-        self.where = f"{m['host']}:{m['port']}"
-        self.password = read_password(m["password_file"])
-        self.tls = tls_files(m["tls"])
+        self.device = device_name(m.device)
+        self.topics = Topics(m.topic_prefix, self.device, m.discovery_prefix)
+        self.where = f"{m.host}:{m.port}"
+        self.password = read_password(m.password_file)
+        self.tls = tls_files(m.tls)
         self.client_id = f"fer-edge-{self.device}-{machine_tag()}"   # unique per machine, even with one name
-        self.events = FaceEvents(labels, self.device, m["update_interval_s"])
-        self.queue: queue.Queue[Snapshot] = queue.Queue(maxsize=m["queue_size"])
+        self.events = FaceEvents(labels, self.device, m.update_interval_s)
+        self.queue: queue.Queue[Snapshot] = queue.Queue(maxsize=m.queue_size)
         self.sent = self.dropped = self.reconnects = 0
         self.connected = False
         self._stop = threading.Event()
@@ -184,8 +185,8 @@ class MqttReporter:
         self._acked = False                 # this connection got its CONNACK
 
     @classmethod
-    def from_config(cls, cfg: dict, labels, count, say) -> "MqttReporter | None":
-        return cls(cfg["mqtt"], labels, count, say) if cfg["mqtt"]["enabled"] else None
+    def from_config(cls, cfg: Config, labels, count, say) -> "MqttReporter | None":
+        return cls(cfg.mqtt, labels, count, say) if cfg.mqtt.enabled else None
 
     # ---- the loop's side ------------------------------------------------------------------------
     def offer(self, result: FrameResult, fps: float) -> None:
@@ -215,8 +216,8 @@ class MqttReporter:
     def _client(self):
         import paho.mqtt.client as mqtt
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
-        if self.m["username"]:
-            c.username_pw_set(self.m["username"], self.password)
+        if self.m.username:
+            c.username_pw_set(self.m.username, self.password)
         if self.tls is not None:
             c.tls_set(ca_certs=self.tls.get("ca_file"), certfile=self.tls.get("cert_file"),
                       keyfile=self.tls.get("key_file"), cert_reqs=ssl.CERT_REQUIRED)
@@ -253,7 +254,7 @@ class MqttReporter:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            login = f" as {self.m['username']!r}" if self.m["username"] else ""
+            login = f" as {self.m.username!r}" if self.m.username else ""
             self._fail(f"refused the connection{login}: {reason_code}"
                        + (" (check mqtt.username and mqtt.password_file)" if "auth" in str(reason_code).lower()
                           or "password" in str(reason_code).lower() else ""))
@@ -285,7 +286,7 @@ class MqttReporter:
         body = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
         retain = topic != self.topics.events
         if self.connected:
-            info = self._c.publish(topic, body, qos=self.m["qos"] if qos is None else qos, retain=retain)
+            info = self._c.publish(topic, body, qos=self.m.qos if qos is None else qos, retain=retain)
             if info.rc == 0:
                 self.sent += 1
                 self.count("mqtt_sent", 1)
@@ -308,7 +309,7 @@ class MqttReporter:
             now = time.monotonic()
             if not socket_open and now >= next_try:
                 try:
-                    c.connect(self.m["host"], self.m["port"], keepalive=self.m["keepalive_s"])
+                    c.connect(self.m.host, self.m.port, keepalive=self.m.keepalive_s)
                     socket_open, opened_at, self._acked = True, now, False
                 except (OSError, ValueError) as exc:
                     self._fail(describe(exc))

@@ -8,7 +8,7 @@ import socket
 import ssl
 from pathlib import Path
 
-from fer_edge.common.config import resolve_path
+from fer_edge.common.config import MqttTlsConfig, resolve_path
 
 MAX_PASSWORD_BYTES = 65535      # MQTT's length field: a longer password cannot be sent at all
 MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
@@ -59,13 +59,13 @@ def read_password(path: str) -> str | None:
     return text
 
 
-def tls_files(t: dict) -> dict | None:
-    if not t["enabled"]:
+def tls_files(t: MqttTlsConfig) -> dict | None:
+    if not t.enabled:
         return None
     files = {}
     for key in ("ca_file", "cert_file", "key_file"):
-        if t[key]:
-            p = resolve_path(t[key])
+        if getattr(t, key):
+            p = resolve_path(getattr(t, key))
             if not p.is_file():
                 raise MqttConfigError(f"config key 'mqtt.tls.{key}': {p} does not exist; "
                                       "give the PEM file's path or leave it empty")

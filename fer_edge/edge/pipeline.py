@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Any
 
 import numpy as np
 
-from fer_edge.common.config import resolve_path
+from fer_edge.common.config import Config, resolve_path
 from fer_edge.common.preprocess import to_gray
 from fer_edge.edge.detect import Detector, make_detector
 from fer_edge.edge.face_classifier import EmotionClassifier
@@ -56,14 +55,13 @@ class Pipeline:
         self._since_full = 0
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> "Pipeline":
-        """Build every stage from the full config (``cfg['edge']``); loads the model once."""
-        e = cfg["edge"]
-        d = e["detector"]
-        return cls(make_detector(d, threads=e["threads"]),
-                   EmotionClassifier(resolve_path(e["model"]), threads=e["threads"], flip_tta=e["flip_tta"] is True),
-                   IouTracker.from_config(e["tracking"]), Smoother.from_config(e["smoothing"]),
-                   full_scan_every=d["full_scan_every"], margin=d["margin"], flip_stills=e["flip_tta"] in (True, "auto"))
+    def from_config(cls, cfg: Config) -> "Pipeline":
+        """Build every stage from the full config (``cfg.edge``); loads the model once."""
+        e, d = cfg.edge, cfg.edge.detector
+        return cls(make_detector(d, threads=e.threads),
+                   EmotionClassifier(resolve_path(e.model), threads=e.threads, flip_tta=e.flip_tta is True),
+                   IouTracker.from_config(e.tracking), Smoother.from_config(e.smoothing),
+                   full_scan_every=d.full_scan_every, margin=d.margin, flip_stills=e.flip_tta in (True, "auto"))
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
-from fer_edge.common.config import resolve_path
+from fer_edge.common.config import CameraConfig, resolve_path
 from fer_edge.common.invocation import command
 from fer_edge.common.yamlsafe import clip
 from fer_edge.edge.imageread import CorruptFrame, decode, normalize_image
@@ -296,10 +296,10 @@ def is_raspberry_pi() -> bool:
         return False
 
 
-def make_source(spec: int | str, cam_cfg: dict, loop: bool = False, max_image_mp: float = 40.0,
+def make_source(spec: int | str, cam_cfg: CameraConfig, loop: bool = False, max_image_mp: float = 40.0,
                 max_bad_frames: int = 250) -> FrameSource:
     """Pick the source for ``edge.source`` / ``--source`` (see config.yaml). Raises SourceError."""
-    w, h, fps = cam_cfg["width"], cam_cfg["height"], cam_cfg["fps"]
+    w, h, fps = cam_cfg.width, cam_cfg.height, cam_cfg.fps
     s = str(spec).strip()
     if s == "auto":
         if is_raspberry_pi() and importlib.util.find_spec("picamera2") is not None:

@@ -6,10 +6,11 @@ cannot tell two people apart. Both are plain state machines with no OpenCV or mo
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 
+from fer_edge.common.config import SmoothingConfig, TrackingConfig
 from fer_edge.edge.types import Box
 
 
@@ -24,9 +25,9 @@ class IouTracker:
         self.dropped: list[int] = []                       # ids dropped by the last update
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> "IouTracker":
+    def from_config(cls, cfg: TrackingConfig) -> "IouTracker":
         """From the ``edge.tracking`` section."""
-        return cls(cfg["iou_threshold"], cfg["max_missed"])
+        return cls(cfg.iou_threshold, cfg.max_missed)
 
     def update(self, boxes: list[Box]) -> list[int]:
         """face_id for each of ``boxes`` (same order). Unmatched boxes get new ids."""
@@ -81,9 +82,9 @@ class Smoother:
         self._label: dict[int, int] = {}
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> "Smoother":
+    def from_config(cls, cfg: SmoothingConfig) -> "Smoother":
         """From the ``edge.smoothing`` section."""
-        return cls(cfg["method"], cfg["alpha"], cfg["window"], cfg["hysteresis"])
+        return cls(cfg.method, cfg.alpha, cfg.window, cfg.hysteresis)
 
     def _smooth(self, face_id: int, probs: np.ndarray) -> np.ndarray:
         if self.method == "none":

@@ -10,6 +10,8 @@ import math
 
 import tensorflow as tf
 
+from fer_edge.common.config import AugmentConfig
+
 
 def _box_mask(h, w, y0, y1, x0, x1):
     """(B, h, w) bool: pixel (r, c) with y0 <= r < y1 and x0 <= c < x1, per image (float bounds, shape [B])."""
@@ -50,13 +52,13 @@ def _erase(gen: tf.random.Generator, erase_p: float):
     return erase
 
 
-def make_augment(aug: dict, seed: int):
+def make_augment(aug: AugmentConfig, seed: int):
     """Return ``fn(images) -> images`` for a batch of float32 images in 0..255."""
-    rot = math.radians(float(aug["rotation_deg"]))
-    shear = math.radians(float(aug["shear_deg"]))
-    zoom, shift = float(aug["zoom"]), float(aug["shift"])
-    bright, contrast, erase_p = float(aug["brightness"]), float(aug["contrast"]), float(aug["erasing_prob"])
-    hflip = bool(aug["hflip"])
+    rot = math.radians(aug.rotation_deg)
+    shear = math.radians(aug.shear_deg)
+    zoom, shift = aug.zoom, aug.shift
+    bright, contrast, erase_p = aug.brightness, aug.contrast, aug.erasing_prob
+    hflip = aug.hflip
     gen = tf.random.Generator.from_seed(seed)
 
     def affine(x):
@@ -102,14 +104,14 @@ def _beta(gen: tf.random.Generator, shape, alpha: float):
     return g1 / tf.maximum(g1 + g2, 1e-12)
 
 
-def make_mix(aug: dict, seed: int):
+def make_mix(aug: AugmentConfig, seed: int):
     """Return ``fn(images, onehot, weights) -> (images, soft_labels, weights)`` that mixes each face
     with its neighbour in the (shuffled) batch, or None when mixing is off.
 
     Each face is mixed with probability ``mix_prob``: by mixup (``x = lam*a + (1-lam)*b``) or, when
     both alphas are set, by CutMix half the time (a box of ``b`` pasted into ``a``, lam = kept area).
     Labels and class weights are mixed with the same lam, so the loss stays a proper expectation."""
-    mixup_a, cutmix_a, prob = float(aug["mixup_alpha"]), float(aug["cutmix_alpha"]), float(aug["mix_prob"])
+    mixup_a, cutmix_a, prob = aug.mixup_alpha, aug.cutmix_alpha, aug.mix_prob
     if prob <= 0 or (mixup_a <= 0 and cutmix_a <= 0):
         return None
     gen = tf.random.Generator.from_seed(seed + 7919)

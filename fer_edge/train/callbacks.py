@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from fer_edge.common.config import TrainConfig
 from fer_edge.train.average import epoch_file, prune
 from fer_edge.train.progress import epoch_line, redraw_history, time_left
 from fer_edge.train.rundir import BEST_FILE, LAST_FILE, STATE_FILE, write_json_atomic
@@ -138,7 +139,7 @@ def tensorboard_installed() -> bool:
     return False
 
 
-def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool, has_val: bool = True) -> list:
+def make_callbacks(run_dir: Path, tcfg: TrainConfig, state: dict, resuming: bool, has_val: bool = True) -> list:
     """Checkpointing, early stopping, the plateau schedule and the kept epochs. Without a validation
     split (a final fit, data.val_fraction 0) the run goes the whole schedule and model.keras is the last
     epoch: nothing is monitored."""
@@ -148,11 +149,11 @@ def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool, has_v
     trackers: list[Resumable] = []
     if has_val:
         trackers.append(ResumableEarlyStopping(monitor="val_accuracy", mode="max", verbose=1,
-                                               patience=tcfg["early_stopping_patience"],
+                                               patience=tcfg.early_stopping_patience,
                                                key="early_stopping", saved=saved("early_stopping")))
-    if tcfg["lr_schedule"] == "plateau":        # config validation refuses it without a validation split
-        trackers.append(ResumableReduceLROnPlateau(monitor="val_loss", factor=tcfg["plateau_factor"],
-                                                   patience=tcfg["plateau_patience"], min_lr=tcfg["min_lr"],
+    if tcfg.lr_schedule == "plateau":        # config validation refuses it without a validation split
+        trackers.append(ResumableReduceLROnPlateau(monitor="val_loss", factor=tcfg.plateau_factor,
+                                                   patience=tcfg.plateau_patience, min_lr=tcfg.min_lr,
                                                    verbose=1, key="plateau", saved=saved("plateau")))
     if has_val:
         best = keras.callbacks.ModelCheckpoint(str(run_dir / BEST_FILE), monitor="val_accuracy", mode="max",
@@ -165,9 +166,9 @@ def make_callbacks(run_dir: Path, tcfg: dict, state: dict, resuming: bool, has_v
         *trackers,
         best,
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
-        *([KeepEpochWeights(run_dir, tcfg["average_last"])] if tcfg["average_last"] else []),
+        *([KeepEpochWeights(run_dir, tcfg.average_last)] if tcfg.average_last else []),
         *([keras.callbacks.TensorBoard(str(run_dir / "tb"), write_graph=False, update_freq="epoch", profile_batch=0)]
-          if tcfg["tensorboard"] and tensorboard_installed() else []),
-        LastCheckpoint(run_dir, state, tcfg["epochs"], has_val, trackers),   # the epoch is done once all else is saved
-        EpochReport(run_dir, state, tcfg["epochs"]),
+          if tcfg.tensorboard and tensorboard_installed() else []),
+        LastCheckpoint(run_dir, state, tcfg.epochs, has_val, trackers),   # the epoch is done once all else is saved
+        EpochReport(run_dir, state, tcfg.epochs),
     ]

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         exit_on_config_error(exc)
     if "train.epochs" in set_keys and args.epochs is None:      # --set train.epochs=N is --epochs N
-        args.epochs = cfg["train"]["epochs"]
+        args.epochs = cfg.train.epochs
     from fer_edge.train.fit import run
     try:
         run(cfg, fresh=args.fresh, finish=args.finish, new_epochs=args.epochs, extend=args.extend, set_keys=set_keys)

@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fer_edge.common.config import resolve_path
+from fer_edge.common.config import DataConfig, resolve_path
 from fer_edge.common.labels import CSV_CODE_TO_LABEL, LABEL_INDEX, LABEL_SETS, LABELS
 from fer_edge.common.preprocess import INPUT_SIZE, preprocess_face
 from fer_edge.train import ferplus
@@ -273,15 +273,15 @@ def load_fer(root: str | Path, cache_dir: str | Path | None = None, val_fraction
     return data
 
 
-def load_configured(data_cfg: dict, root: str | Path | None = None, verbose: bool = True) -> FerData:
+def load_configured(data_cfg: DataConfig, root: str | Path | None = None, verbose: bool = True) -> FerData:
     """FER-2013 as the ``data`` section of config.yaml describes it; ``root`` (DATA=) replaces data.root."""
     d = data_cfg
-    return load_fer(Path(root) if root else resolve_path(d["root"]), resolve_path(d["cache_dir"]), d["val_fraction"],
-                    d["seed"], d["test_subset"], d["max_per_class"], verbose, d["labels"],
-                    resolve_path(d["ferplus_csv"]) if d["ferplus_csv"] else None, d["label_blend"])
+    return load_fer(Path(root) if root else resolve_path(d.root), resolve_path(d.cache_dir), d.val_fraction,
+                    d.seed, d.test_subset, d.max_per_class, verbose, d.labels,
+                    resolve_path(d.ferplus_csv) if d.ferplus_csv else None, d.label_blend)
 
 
-def load_split(data_cfg: dict, split: str = "test", root: str | Path | None = None, with_fer2013: bool = False):
+def load_split(data_cfg: DataConfig, split: str = "test", root: str | Path | None = None, with_fer2013: bool = False):
     """One split ('train', 'val' or 'test') of the configured data, for evaluation and calibration.
     ``with_fer2013``: also return the test faces under FER-2013's own labels (None unless FER+ labels)."""
     d = load_configured(data_cfg, root, verbose=False)

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -132,10 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     if not model_path.is_file():
         print(f"error: model {model_path} not found; pass MODEL=runs/<run>/model.keras", file=sys.stderr)
         return 2
-    d = dict(cfg["data"])
-    if args.labels:
-        d["labels"] = args.labels
-    root = Path(args.data).resolve() if args.data else resolve_path(d["root"])
+    d = replace(cfg.data, labels=args.labels) if args.labels else cfg.data
+    root = Path(args.data).resolve() if args.data else resolve_path(d.root)
     try:
         split, split13 = load_split(d, args.split, root, with_fer2013=True)
     except DataError as exc:

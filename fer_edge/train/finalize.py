@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from fer_edge.common.config import display_path, with_defaults
+from fer_edge.common.config import Config, display_path, from_saved, with_defaults
 from fer_edge.common.helptext import summary
 from fer_edge.train.average import kept_epochs, try_average
 from fer_edge.train.data import DataError, FerData, load_configured
@@ -24,13 +24,13 @@ from fer_edge.train.progress import redraw_history
 from fer_edge.train.rundir import BEST_FILE, CONFIG_FILE, STATE_FILE, write_json_atomic
 
 
-def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
+def finalize(run_dir: Path, cfg: Config, data: FerData, state: dict) -> None:
     """Best checkpoint -> float32 model.keras, plots, evaluation on the test split."""
     import keras
     best = keras.models.load_model(run_dir / BEST_FILE, compile=False)
     best = to_float32(best)
     earlier = state.get("weight_average")
-    best, averaged = try_average(run_dir, best, data, cfg["train"]["average_last"], state["epoch"])
+    best, averaged = try_average(run_dir, best, data, cfg.train.average_last, state["epoch"])
     if averaged:
         if earlier and (earlier["used"] or "earlier" in earlier) and not averaged["used"]:
             averaged["earlier"] = earlier.get("earlier", earlier)   # model.keras may still be that average (EXTEND)
@@ -42,8 +42,8 @@ def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
         redraw_history(run_dir, state)
     report = evaluate_model(best, data.test, split_name=f"test ({data.form}: {display_path(data.source)})",
                             split13=data.test13)
-    report["run"] = {"dir": display_path(run_dir), "arch": cfg["train"]["arch"], "epochs_run": state["epoch"],
-                     "epochs_planned": cfg["train"]["epochs"], "train_faces": len(data.train),
+    report["run"] = {"dir": display_path(run_dir), "arch": cfg.train.arch, "epochs_run": state["epoch"],
+                     "epochs_planned": cfg.train.epochs, "train_faces": len(data.train),
                      "val_faces": len(data.val),
                      "best_epoch": state.get("best_epoch"), "best_val_accuracy": state.get("best_val_accuracy"),
                      "train_seconds": round(state.get("train_seconds", 0.0), 1), "precision": state.get("precision"),
@@ -52,7 +52,7 @@ def finalize(run_dir: Path, cfg: dict, data: FerData, state: dict) -> None:
         if state.get(key):
             report["run"][key] = state[key]
     write_report(report, data.test, run_dir)
-    if cfg["train"]["export_seed_format"]:
+    if cfg.train.export_seed_format:
         (run_dir / "model.json").write_text(best.to_json())
         best.save_weights(run_dir / "model.weights.h5")
     state["status"] = "finished"
@@ -72,11 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run
     try:
         state = json.loads((run_dir / STATE_FILE).read_text())
-        cfg = with_defaults(yaml.safe_load((run_dir / CONFIG_FILE).read_text()))
+        saved = with_defaults(yaml.safe_load((run_dir / CONFIG_FILE).read_text()))
     except (OSError, json.JSONDecodeError, yaml.YAMLError, AttributeError) as exc:
         print(f"error: {run_dir} is not a readable run directory ({exc}); pass RUN=runs/<timestamp>-<arch>", file=sys.stderr)
         return 2
-    keep = args.last or cfg["train"]["average_last"]
+    keep = args.last or from_saved(saved).train.average_last
     kept = [e for e, _ in kept_epochs(run_dir) if state["epoch"] - keep < e <= state["epoch"]]
     problem = ("it has not finished; `make train` finishes it and tries the average then" if state.get("status") != "finished"
                else "its model.keras already is a weight average" if {"used", "earlier"} & {
@@ -86,13 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: cannot average {run_dir}: {problem}", file=sys.stderr)
         return 2
-    cfg["train"]["average_last"] = keep
+    saved["train"]["average_last"] = keep
+    cfg = from_saved(saved)
     try:
-        data = load_configured(cfg["data"])
+        data = load_configured(cfg.data)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(saved, sort_keys=False))
     finalize(run_dir, cfg, data, state)
     return 0
 

@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from fer_edge.common.config import resolve_path  # noqa: E402
+from fer_edge.common.config import Config, TrainConfig, resolve_path  # noqa: E402
 from fer_edge.train.data import FerData, load_configured  # noqa: E402
 from fer_edge.train.errors import TrainError  # noqa: E402
 from fer_edge.train.resume import reopen  # noqa: E402
@@ -52,7 +52,7 @@ def class_weights(y: np.ndarray, mode: str, classes: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
-def make_datasets(data: FerData, tcfg: dict, seed: int, soft: np.ndarray | None = None, hard_weight: float = 1.0):
+def make_datasets(data: FerData, tcfg: TrainConfig, seed: int, soft: np.ndarray | None = None, hard_weight: float = 1.0):
     """The training and validation tf.data pipelines. With ``soft`` (the teachers' probabilities of each
     training face) the target is ``hard_weight`` x the one-hot label + the rest x the teachers'. The label
     is the split's target distribution where it has one (FER+'s votes), else its one-hot class."""
@@ -60,10 +60,10 @@ def make_datasets(data: FerData, tcfg: dict, seed: int, soft: np.ndarray | None 
     from fer_edge.train.augment import make_augment, make_mix
 
     classes = len(data.labels)
-    weights = tf.constant(class_weights(data.train.y, tcfg["class_weight"], classes))
-    bs = tcfg["batch_size"]
-    augment = make_augment(tcfg["augment"], seed)
-    mix = make_mix(tcfg["augment"], seed)
+    weights = tf.constant(class_weights(data.train.y, tcfg.class_weight, classes))
+    bs = tcfg.batch_size
+    augment = make_augment(tcfg.augment, seed)
+    mix = make_mix(tcfg.augment, seed)
 
     def to_xy(x, y):
         x = tf.cast(x, tf.float32)[..., None]
@@ -90,28 +90,28 @@ def make_datasets(data: FerData, tcfg: dict, seed: int, soft: np.ndarray | None 
 
 
 # ---------------------------------------------------------------- model
-def learning_rate(tcfg: dict, steps_per_epoch: int):
+def learning_rate(tcfg: TrainConfig, steps_per_epoch: int):
     """The peak LR, or for ``cosine`` the warmup + cosine schedule over ``train.epochs`` (in steps)."""
     import keras
-    lr = tcfg["learning_rate"]
-    if tcfg["lr_schedule"] != "cosine":
+    lr = tcfg.learning_rate
+    if tcfg.lr_schedule != "cosine":
         return lr
-    warm = tcfg["warmup_epochs"] * steps_per_epoch
-    total = max(tcfg["epochs"] * steps_per_epoch - warm, 1)
+    warm = tcfg.warmup_epochs * steps_per_epoch
+    total = max(tcfg.epochs * steps_per_epoch - warm, 1)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=lr / 10 if warm else lr, decay_steps=total,
-        alpha=tcfg["min_lr"] / tcfg["learning_rate"], warmup_target=lr if warm else None, warmup_steps=warm)
+        alpha=tcfg.min_lr / tcfg.learning_rate, warmup_target=lr if warm else None, warmup_steps=warm)
 
 
-def compile_model(model, tcfg: dict, steps_per_epoch: int):
+def compile_model(model, tcfg: TrainConfig, steps_per_epoch: int):
     import keras
     lr = learning_rate(tcfg, steps_per_epoch)
-    if tcfg["optimizer"] == "adamw":
-        opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=tcfg["weight_decay"])
+    if tcfg.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=tcfg.weight_decay)
     else:
         opt = keras.optimizers.Adam(learning_rate=lr)
     model.compile(optimizer=opt,
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=tcfg["label_smoothing"]),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=tcfg.label_smoothing),
                   metrics=["accuracy"])
     return model
 
@@ -132,14 +132,14 @@ def pick_run(runs_dir: Path, arch: str, fresh: bool, finish: bool, extend: int |
     return run_dir
 
 
-def start_run(runs_dir: Path, cfg: dict) -> tuple[Path, dict]:
-    run_dir = new_run_dir(runs_dir, cfg["train"]["arch"])
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg, sort_keys=False))
+def start_run(runs_dir: Path, cfg: Config) -> tuple[Path, dict]:
+    run_dir = new_run_dir(runs_dir, cfg.train.arch)
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     print(f"new run: {run_dir}")
-    return run_dir, {"status": "training", "epoch": 0, "arch": cfg["train"]["arch"], "started": datetime.now().isoformat()}
+    return run_dir, {"status": "training", "epoch": 0, "arch": cfg.train.arch, "started": datetime.now().isoformat()}
 
 
-def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish: bool = False,
+def run(cfg: Config, fresh: bool = False, config_path: Path | None = None, finish: bool = False,
         new_epochs: int | None = None, extend: int | None = None, set_keys: tuple[str, ...] = ()) -> Path:
     """Train (or resume) and return the run directory.
 
@@ -151,36 +151,36 @@ def run(cfg: dict, fresh: bool = False, config_path: Path | None = None, finish:
     curve is at this epoch, then decays again); model.keras is replaced only by a better epoch.
     ``set_keys``: the keys given with ``--set``; see :func:`train.resume.resume_overrides`.
     """
-    runs_dir = resolve_path(cfg["train"]["runs_dir"])
-    run_dir = pick_run(runs_dir, cfg["train"]["arch"], fresh, finish, extend)
+    runs_dir = resolve_path(cfg.train.runs_dir)
+    run_dir = pick_run(runs_dir, cfg.train.arch, fresh, finish, extend)
     resuming = run_dir is not None
     if run_dir is not None:
         cfg, state = reopen(run_dir, cfg, set_keys, extend or new_epochs, extend, finish)
     # the data first: a missing or broken dataset must not leave an empty run directory behind
-    data = load_configured(cfg["data"])
+    data = load_configured(cfg.data)
     if run_dir is None:
         run_dir, state = start_run(runs_dir, cfg)
     return fit(run_dir, cfg, state, data, resuming, finish)
 
 
-def _soft_targets(cfg: dict, data: FerData, state: dict):
+def _soft_targets(cfg: Config, data: FerData, state: dict):
     """The teachers' soft targets of the training faces (``teacher.models``), recorded in the run's state."""
     from fer_edge.train.teachers import soft_targets
     try:
-        soft = soft_targets(data.train.x, data.train.y, cfg["teacher"], resolve_path)
+        soft = soft_targets(data.train.x, data.train.y, cfg.teacher, resolve_path)
     except FileNotFoundError as exc:
         raise TrainError(str(exc)) from None
     if soft.shape[1] != len(data.labels):
         raise TrainError(f"teacher.models answer in {soft.shape[1]} classes and data.labels "
-                         f"{cfg['data']['labels']!r} has {len(data.labels)}: use teachers trained on the same labels")
-    state["teacher"] = {"models": list(cfg["teacher"]["models"]), "temperature": cfg["teacher"]["temperature"],
-                        "hard_weight": cfg["teacher"]["hard_weight"], "mirror": cfg["teacher"]["mirror"]}
-    print(f"distilling from {len(cfg['teacher']['models'])} teacher(s), temperature {cfg['teacher']['temperature']}, "
-          f"hard label weight {cfg['teacher']['hard_weight']}")
+                         f"{cfg.data.labels!r} has {len(data.labels)}: use teachers trained on the same labels")
+    state["teacher"] = {"models": list(cfg.teacher.models), "temperature": cfg.teacher.temperature,
+                        "hard_weight": cfg.teacher.hard_weight, "mirror": cfg.teacher.mirror}
+    print(f"distilling from {len(cfg.teacher.models)} teacher(s), temperature {cfg.teacher.temperature}, "
+          f"hard label weight {cfg.teacher.hard_weight}")
     return soft
 
 
-def fit(run_dir: Path, cfg: dict, state: dict, data: FerData, resuming: bool, finish: bool = False) -> Path:
+def fit(run_dir: Path, cfg: Config, state: dict, data: FerData, resuming: bool, finish: bool = False) -> Path:
     import keras                              # here, after the data loaded: a data error is told before TensorFlow starts
     import tensorflow as tf
 
@@ -188,12 +188,12 @@ def fit(run_dir: Path, cfg: dict, state: dict, data: FerData, resuming: bool, fi
 
     from fer_edge.train.callbacks import make_callbacks
     from fer_edge.train.plots import plot_class_distribution
-    tcfg = cfg["train"]
+    tcfg = cfg.train
     # a resumed run must not replay the shuffle order, augmentation and dropout of its first epochs:
     # seeding with (seed + epochs done) gives each sitting its own stream (a fresh run: seed itself)
-    stream_seed = tcfg["seed"] + state["epoch"]
+    stream_seed = tcfg.seed + state["epoch"]
     keras.utils.set_random_seed(stream_seed)
-    precision = pick_precision(tcfg["precision"])
+    precision = pick_precision(tcfg.precision)
     keras.mixed_precision.set_global_policy(precision)
     state["precision"] = precision
     state["data"] = {"form": data.form, "source": data.source, "labels": list(data.labels), "train": data.train.counts(),
@@ -201,11 +201,11 @@ def fit(run_dir: Path, cfg: dict, state: dict, data: FerData, resuming: bool, fi
     plot_class_distribution(data, run_dir / "class_distribution.png")
 
     if finish:
-        print(f"finishing {run_dir} after epoch {state['epoch']}/{tcfg['epochs']} with its best checkpoint")
+        print(f"finishing {run_dir} after epoch {state['epoch']}/{tcfg.epochs} with its best checkpoint")
         finalize(run_dir, cfg, data, state)
         return run_dir
-    soft = _soft_targets(cfg, data, state) if cfg["teacher"]["models"] else None
-    train_ds, val_ds = make_datasets(data, tcfg, stream_seed, soft, cfg["teacher"]["hard_weight"])
+    soft = _soft_targets(cfg, data, state) if cfg.teacher.models else None
+    train_ds, val_ds = make_datasets(data, tcfg, stream_seed, soft, cfg.teacher.hard_weight)
     steps = int(tf.data.experimental.cardinality(train_ds).numpy())
     if resuming:
         print(f"shuffling, augmentation and dropout seeded with {stream_seed} (train.seed + {state['epoch']} epochs done)")
@@ -214,22 +214,22 @@ def fit(run_dir: Path, cfg: dict, state: dict, data: FerData, resuming: bool, fi
             model.optimizer.learning_rate = learning_rate(tcfg, steps)
     else:
         from fer_edge.train.model import build_model
-        model = compile_model(build_model(tcfg["arch"], tcfg["dropout"], tcfg["bn_momentum"], len(data.labels)),
+        model = compile_model(build_model(tcfg.arch, tcfg.dropout, tcfg.bn_momentum, len(data.labels)),
                               tcfg, steps)
         state["params"] = int(model.count_params())
         write_json_atomic(run_dir / STATE_FILE, state)
-    print(f"model {tcfg['arch']}: {model.count_params():,} params, precision {precision}, {steps} steps/epoch")
+    print(f"model {tcfg.arch}: {model.count_params():,} params, precision {precision}, {steps} steps/epoch")
 
     if val_ds is None and not resuming:
         print(f"final fit: no validation split (data.val_fraction 0); all {len(data.train)} training faces train "
-              f"for the whole schedule of {tcfg['epochs']} epochs"
-              + (f", and the average of the last {tcfg['average_last']} becomes the model" if tcfg["average_last"] >= 2
+              f"for the whole schedule of {tcfg.epochs} epochs"
+              + (f", and the average of the last {tcfg.average_last} becomes the model" if tcfg.average_last >= 2
                  else ", and the last epoch becomes the model"))
-    if state["epoch"] < tcfg["epochs"]:
+    if state["epoch"] < tcfg.epochs:
         callbacks = make_callbacks(run_dir, tcfg, state, resuming, has_val=val_ds is not None)
         try:
-            model.fit(train_ds, validation_data=val_ds, epochs=tcfg["epochs"], initial_epoch=state["epoch"],
-                      callbacks=callbacks, verbose=tcfg["verbose"])
+            model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs, initial_epoch=state["epoch"],
+                      callbacks=callbacks, verbose=tcfg.verbose)
         except KeyboardInterrupt:
             print(f"\ninterrupted after epoch {state['epoch']}; `make train` resumes from {run_dir / LAST_FILE}")
             raise SystemExit(130)

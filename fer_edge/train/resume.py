@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from fer_edge.common.config import with_defaults
+from fer_edge.common.config import Config, from_saved, with_defaults
 from fer_edge.train.average import prune
 from fer_edge.train.errors import TrainError
 from fer_edge.train.progress import resume_line
@@ -29,7 +29,7 @@ def _get(cfg: dict, key: str):
     return node
 
 
-def resume_overrides(saved: dict, cfg: dict, set_keys: tuple[str, ...], run_dir: Path) -> list[dict]:
+def resume_overrides(saved: dict, cfg: Config, set_keys: tuple[str, ...], run_dir: Path) -> list[dict]:
     """Apply ``--set`` values to a resumed run's saved config; return the changes made.
 
     A resumed run trains on with its own config.yaml. Keys in RESUME_SAFE (and the convert/edge
@@ -37,9 +37,9 @@ def resume_overrides(saved: dict, cfg: dict, set_keys: tuple[str, ...], run_dir:
     from the run's is refused, naming the key, instead of being silently ignored. ``train.epochs`` is
     handled by the caller (EPOCHS=N changes the run's length).
     """
-    changes = []
+    changes, given = [], cfg.to_dict()
     for key in dict.fromkeys(set_keys):
-        new, old = _get(cfg, key), _get(saved, key)
+        new, old = _get(given, key), _get(saved, key)
         if key == "train.epochs" or new == old:
             continue
         if key in RESUME_SAFE or key.split(".")[0] not in ("train", "data", "teacher"):
@@ -56,8 +56,8 @@ def resume_overrides(saved: dict, cfg: dict, set_keys: tuple[str, ...], run_dir:
     return changes
 
 
-def reopen(run_dir: Path, cfg: dict, set_keys: tuple[str, ...], new_epochs: int | None, extend: int | None,
-           finish: bool) -> tuple[dict, dict]:
+def reopen(run_dir: Path, cfg: Config, set_keys: tuple[str, ...], new_epochs: int | None, extend: int | None,
+           finish: bool) -> tuple[Config, dict]:
     """The resumed run's config (its own, with the allowed changes) and state; writes the changes back
     and tidies what an interruption may have left (history rows and kept epochs after the checkpoint)."""
     saved = with_defaults(yaml.safe_load((run_dir / CONFIG_FILE).read_text()))   # keys added since: defaults
@@ -82,7 +82,7 @@ def reopen(run_dir: Path, cfg: dict, set_keys: tuple[str, ...], new_epochs: int 
             {"after_epoch": state["epoch"], "epochs_from": old_epochs, "epochs_to": new_epochs,
              **({"extended": True} if extend else {})})
         print(f"note: run length changed from {old_epochs} to {new_epochs} epochs")
-    elif cfg["train"]["epochs"] != old_epochs and not extend:
+    elif cfg.train.epochs != old_epochs and not extend:
         print(f"note: resuming with train.epochs={old_epochs} from the run's own config "
               "(EPOCHS=N changes it)")
     for c in changes:
@@ -91,11 +91,12 @@ def reopen(run_dir: Path, cfg: dict, set_keys: tuple[str, ...], new_epochs: int 
     if rewrite:
         (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(saved, sort_keys=False))
         write_json_atomic(run_dir / STATE_FILE, state)
-    epochs = saved["train"]["epochs"]
+    resumed = from_saved(saved)
+    epochs = resumed.train.epochs
     trim_history(run_dir / "history.csv", state["epoch"])
-    prune(run_dir, saved["train"]["average_last"], state["epoch"])
+    prune(run_dir, resumed.train.average_last, state["epoch"])
     print(f"resuming {run_dir} after epoch {state['epoch']}/{epochs} (make train FRESH=1 starts over)")
     line = resume_line(state, epochs)
     if line:
         print(line)
-    return saved, state
+    return resumed, state

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_edge.common.config import TeacherConfig
 from fer_edge.common.contract import sha256_file
 from fer_edge.common.helptext import summary
 
@@ -88,20 +89,20 @@ def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
     return (q / q.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def soft_targets(x: np.ndarray, y: np.ndarray, tcfg: dict, resolve) -> np.ndarray:
+def soft_targets(x: np.ndarray, y: np.ndarray, tcfg: TeacherConfig, resolve) -> np.ndarray:
     """The ensemble's softened probabilities for faces ``x`` (labels ``y``), from the cache when it has
     them. ``tcfg`` is the ``teacher`` section; ``resolve`` turns its paths into files."""
-    paths = [resolve(p) for p in tcfg["models"]]
+    paths = [resolve(p) for p in tcfg.models]
     for p in paths:
         if not p.is_file():
             raise FileNotFoundError(f"config key 'teacher.models': {p} not found: train the teacher first "
                                     "(make train) or remove it from the list")
-    h = hashlib.sha256(f"teachers-v{CACHE_VERSION}-T{tcfg['temperature']!r}-M{bool(tcfg['mirror'])}".encode())
+    h = hashlib.sha256(f"teachers-v{CACHE_VERSION}-T{tcfg.temperature!r}-M{tcfg.mirror}".encode())
     h.update(np.ascontiguousarray(x).tobytes())
     h.update(np.ascontiguousarray(y).tobytes())
     for p in paths:
         h.update(sha256_file(p).encode())
-    cache = resolve(tcfg["cache_dir"]) / f"soft-{h.hexdigest()[:24]}.npy"
+    cache = resolve(tcfg.cache_dir) / f"soft-{h.hexdigest()[:24]}.npy"
     if cache.is_file():
         soft = np.load(cache)
         if soft.shape[0] == len(x):
@@ -111,7 +112,7 @@ def soft_targets(x: np.ndarray, y: np.ndarray, tcfg: dict, resolve) -> np.ndarra
         if (line := validation_warning(p)) is not None:
             print(line)
     print(f"teachers: computing the soft targets of {len(paths)} model(s) on {len(x)} faces (once; cached)")
-    soft = soften(ensemble_probs(paths, x, bool(tcfg["mirror"])), float(tcfg["temperature"]))
+    soft = soften(ensemble_probs(paths, x, tcfg.mirror), tcfg.temperature)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.name + ".tmp.npy")
     np.save(tmp, soft)
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: not found: {', '.join(missing)}", file=sys.stderr)
         return 2
     try:
-        data = load_configured(cfg["data"])
+        data = load_configured(cfg.data)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

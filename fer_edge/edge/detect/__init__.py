@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any
 
-from fer_edge.common.config import validate
+from fer_edge.common.config import DetectorConfig, build, schema_of, validate
 from fer_edge.edge.detect.base import (
     BACKENDS,
     Detector,
@@ -39,16 +38,18 @@ def load_plugins() -> None:
             importlib.import_module(mod.name)
 
 
-def make_detector(det_cfg: dict[str, Any], threads: int = 1) -> Detector:
+def make_detector(det: DetectorConfig, threads: int = 1) -> Detector:
     """The backend named by ``edge.detector.backend``, built from that config section and its own.
 
     Raises DetectorError naming the file or package and the command that fixes it."""
-    name = det_cfg["backend"]
+    name = det.backend
     if name not in BACKENDS:
         raise DetectorError(f"config key 'edge.detector.backend': {name!r} is not one of {', '.join(BACKENDS)}")
-    backend = BACKENDS[name]
-    own = validate(det_cfg.get(name), backend.schema, f"edge.detector.{name}")   # idempotent on a loaded config
-    return backend.build(det_cfg, own, threads)
+    backend, own = BACKENDS[name], det.own
+    if not isinstance(own, backend.section):      # a config read before the backend registered
+        where = f"edge.detector.{name}"
+        own = build(backend.section, validate(own, schema_of(backend.section), where), where)
+    return backend.build(det, own, threads)
 
 
 load_plugins()

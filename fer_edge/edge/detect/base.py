@@ -6,7 +6,7 @@ from typing import Any, Callable, Protocol, TypeVar
 
 import numpy as np
 
-from fer_edge.common.config import register_plugin
+from fer_edge.common.config import F, Section, register_plugin
 from fer_edge.edge.framing import FRAMINGS, Framing
 from fer_edge.edge.types import Box, Detection
 
@@ -39,23 +39,25 @@ class Detector(Protocol):
 @dataclass(frozen=True)
 class Backend:
     """A registered backend: its config section ``edge.detector.<name>`` and how it is built from
-    the common keys, its own section and the interpreter threads."""
+    the common keys (``DetectorConfig``), its own section (an instance of ``section``) and the
+    interpreter threads."""
     name: str
-    schema: dict[str, Any]
-    build: Callable[[dict[str, Any], dict[str, Any], int], Detector]
+    section: type[Section]
+    build: Callable[[Any, Any, int], Detector]
 
 
 BACKENDS: dict[str, Backend] = {}
 T = TypeVar("T")
 
 
-def register(name: str, schema: dict[str, Any], framing: Framing | None = None) -> Callable[[T], T]:
-    """Class decorator of a backend module: ``@register("haar", {...})`` on a class with
-    ``from_config(common, own, threads)``. Adds ``edge.detector.<name>`` to the config schema, and
+def register(name: str, schema: type[Section] | dict[str, F], framing: Framing | None = None) -> Callable[[T], T]:
+    """Class decorator of a backend module: ``@register("haar", HaarConfig)`` on a class with
+    ``from_config(common, own, threads)``. Adds ``edge.detector.<name>`` to the config: ``schema`` is
+    its section, a frozen dataclass of ``setting``s (or ``{key: F(...)}`` to make one from). Adds
     ``framing`` (how its boxes map onto FER's face square) for the detections it names ``name``."""
     def add(cls: T) -> T:
-        BACKENDS[name] = Backend(name, schema, getattr(cls, "from_config"))
-        register_plugin("edge.detector", name, schema)
+        section = register_plugin("edge.detector", name, schema)
+        BACKENDS[name] = Backend(name, section, getattr(cls, "from_config"))
         if framing is not None:
             FRAMINGS[name] = framing
         return cls

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_edge.common.config import F, resolve_path
+from fer_edge.common.config import DetectorConfig, Section, resolve_path, setting
 from fer_edge.common.interpreter import ModelLoadError, make_interpreter
 from fer_edge.common.invocation import mode
 from fer_edge.edge.detect.base import DetectorError, clip_box, register
@@ -152,14 +152,14 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, i
     return out
 
 
-# edge.detector.blazeface
-CONFIG = {
-    "min_score": F(float, 0.3, min=0.05, max=0.99),
-    "model_dir": F(str, ""),
-}
+@dataclass(frozen=True)
+class BlazeFaceConfig(Section):
+    """edge.detector.blazeface"""
+    min_score: float = setting(float, 0.3, min=0.05, max=0.99)
+    model_dir: str = setting(str, "")
 
 
-@register("blazeface", CONFIG)
+@register("blazeface", BlazeFaceConfig)
 class BlazeFaceDetector:
     """BlazeFace face detector with landmarks; ``detect`` returns full-frame detections, largest first."""
 
@@ -174,10 +174,10 @@ class BlazeFaceDetector:
         self.max_faces = int(max_faces)
 
     @classmethod
-    def from_config(cls, det_cfg: dict, own: dict, threads: int = 1) -> "BlazeFaceDetector":
+    def from_config(cls, det: DetectorConfig, own: BlazeFaceConfig, threads: int = 1) -> "BlazeFaceDetector":
         """Build from config.yaml's ``edge.detector`` section and its ``blazeface`` section (``own``)."""
-        return cls(min_score=own["min_score"], min_size=det_cfg["min_size"], max_faces=det_cfg["max_faces"],
-                   model_dir=own["model_dir"], threads=threads)
+        return cls(min_score=own.min_score, min_size=det.min_size, max_faces=det.max_faces,
+                   model_dir=own.model_dir, threads=threads)
 
     def describe(self) -> str:
         return self.backend

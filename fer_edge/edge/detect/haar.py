@@ -7,13 +7,14 @@ opencv-python < 5 ships both cascade files in cv2.data.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from fer_edge.common.config import F
+from fer_edge.common.config import DetectorConfig, Section, setting
 from fer_edge.common.preprocess import to_gray
 from fer_edge.edge.detect.base import DetectorError, register, suppress_nested
 from fer_edge.edge.types import Box, Detection
@@ -50,16 +51,16 @@ def load_cascade(path: Path) -> cv2.CascadeClassifier:
     return cascade
 
 
-# edge.detector.haar
-CONFIG = {
-    "profile": F(bool, True),
-    "scale_factor": F(float, 1.2, min=1.01, max=2.0),
-    "min_neighbors": F(int, 5, min=0, max=100),
-    "profile_every": F(int, 3, min=1, max=10000),
-}
+@dataclass(frozen=True)
+class HaarConfig(Section):
+    """edge.detector.haar"""
+    profile: bool = setting(bool, True)
+    scale_factor: float = setting(float, 1.2, min=1.01, max=2.0)
+    min_neighbors: int = setting(int, 5, min=0, max=100)
+    profile_every: int = setting(int, 3, min=1, max=10000)
 
 
-@register("haar", CONFIG)
+@register("haar", HaarConfig)
 class HaarDetector:
     """Haar cascade face detector; ``detect`` returns full-frame detections, largest first."""
 
@@ -84,11 +85,11 @@ class HaarDetector:
         self._scans = 0
 
     @classmethod
-    def from_config(cls, det_cfg: dict, own: dict, threads: int = 1) -> "HaarDetector":
+    def from_config(cls, det: DetectorConfig, own: HaarConfig, threads: int = 1) -> "HaarDetector":
         """Build from config.yaml's ``edge.detector`` section and its ``haar`` section (``own``)."""
-        return cls(scale_factor=own["scale_factor"], min_neighbors=own["min_neighbors"],
-                   min_size=det_cfg["min_size"], max_faces=det_cfg["max_faces"],
-                   detect_width=det_cfg["detect_width"], profile=own["profile"], profile_every=own["profile_every"])
+        return cls(scale_factor=own.scale_factor, min_neighbors=own.min_neighbors, min_size=det.min_size,
+                   max_faces=det.max_faces, detect_width=det.detect_width, profile=own.profile,
+                   profile_every=own.profile_every)
 
     def describe(self) -> str:
         return self.backend + ("+profile" if self.profile is not None else "")

@@ -12,12 +12,13 @@ JSON faces + ``annotated_jpeg_base64``.
 """
 from __future__ import annotations
 
+from fer_edge.common.config import Config
 from fer_edge.edge.telemetry import LiveState
 from fer_edge.edge.web.app import create_app
 from fer_edge.edge.web.server import WebError, WebServer
 
 
-def start_in_thread(cfg: dict, live: LiveState | None, analyzer) -> WebServer:
+def start_in_thread(cfg: Config, live: LiveState | None, analyzer) -> WebServer:
     """Start the web server in a daemon thread; raises WebError if it cannot listen."""
     return WebServer(cfg, live, analyzer).start()
 

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     except WebError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    token = " (token required)" if cfg["web"]["token"] else ""
+    token = " (token required)" if cfg.web.token else ""
     print(f"serving the upload page on {server.url}upload{token}; no live stream. Ctrl+C stops.", flush=True)
     server.serve_forever()
     return 0

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from fer_edge.common.config import Config
 from fer_edge.common.invocation import command
 from fer_edge.edge import overlay
 from fer_edge.edge.telemetry import LiveState
@@ -55,22 +56,22 @@ def face_json(face: Face, labels: tuple[str, ...]) -> dict:
 class WebState:
     """What the handlers share: config, the live state, the upload analyzer and its lock."""
 
-    def __init__(self, cfg: dict, live: LiveState | None, analyzer: Analyzer | None):
-        w = cfg["web"]
+    def __init__(self, cfg: Config, live: LiveState | None, analyzer: Analyzer | None):
+        w = cfg.web
         self.live = live
         self.analyzer = analyzer
         self.labels: tuple[str, ...] = tuple(analyzer.labels) if analyzer is not None else (live.labels if live else ())
-        self.max_bytes = int(w["max_upload_mb"] * 2**20)
-        self.max_mp = float(cfg["edge"]["max_image_mp"])
+        self.max_bytes = int(w.max_upload_mb * 2**20)
+        self.max_mp = cfg.edge.max_image_mp
         # Uploads in flight (body, decoded image, annotation): bounded, so 50 at once cannot take the memory.
-        self.slots = threading.BoundedSemaphore(int(w["max_concurrent_predictions"]))
+        self.slots = threading.BoundedSemaphore(w.max_concurrent_predictions)
         # Bodies being received: a few times more, each within web.request_timeout_s, so slow senders
         # neither hold the analysis slots nor hold anything past their deadline.
-        self.bodies = threading.BoundedSemaphore(4 * int(w["max_concurrent_predictions"]))
-        self.body_timeout_s = float(w["request_timeout_s"])
-        self.stream_fps = float(w["stream_fps"])
-        self.jpeg_quality = int(w["jpeg_quality"])
-        self.stall_timeout_s = float(cfg["edge"]["camera"]["stall_timeout_s"])
+        self.bodies = threading.BoundedSemaphore(4 * w.max_concurrent_predictions)
+        self.body_timeout_s = w.request_timeout_s
+        self.stream_fps = w.stream_fps
+        self.jpeg_quality = w.jpeg_quality
+        self.stall_timeout_s = cfg.edge.camera.stall_timeout_s
         self.started = time.time()
         self.stopping = threading.Event()          # set by WebServer.stop(): streams end
         self.analyze_lock = threading.Lock()
@@ -242,14 +243,14 @@ ROUTES = (
 )
 
 
-def create_app(cfg: dict, live: LiveState | None, analyzer: Analyzer | None, loopback_only: bool = False) -> Starlette:
+def create_app(cfg: Config, live: LiveState | None, analyzer: Analyzer | None, loopback_only: bool = False) -> Starlette:
     """The ASGI app (token check included). ``analyzer`` may be None: then /api/predict answers 503.
     ``loopback_only`` (a server bound to loopback): requests must name 127.0.0.1, localhost or [::1].
     The handlers find the shared WebState as ``request.app.state.web``."""
     st = WebState(cfg, live, analyzer)
     app = Starlette(routes=list(ROUTES))
     app.state.web = st
-    app.add_middleware(TokenAuth, token=cfg["web"]["token"], policy=pages.content_security_policy(st.pages))
+    app.add_middleware(TokenAuth, token=cfg.web.token, policy=pages.content_security_policy(st.pages))
     if loopback_only:
         app.add_middleware(LoopbackHosts)
     return app

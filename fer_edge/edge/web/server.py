@@ -13,6 +13,7 @@ import threading
 
 import uvicorn
 
+from fer_edge.common.config import Config
 from fer_edge.edge.telemetry import LiveState
 from fer_edge.edge.web.app import create_app
 from fer_edge.edge.web.guard import guarded_protocol
@@ -47,19 +48,19 @@ def bind(host: str, port: int) -> socket.socket:
 class WebServer:
     """uvicorn serving ``create_app(cfg, live, analyzer)`` on web.host:web.port."""
 
-    def __init__(self, cfg: dict, live: LiveState | None, analyzer):
-        w = cfg["web"]
-        self.sock = bind(w["host"], w["port"])
+    def __init__(self, cfg: Config, live: LiveState | None, analyzer):
+        w = cfg.web
+        self.sock = bind(w.host, w.port)
         self.host, self.port = self.sock.getsockname()[:2]
         loopback = ipaddress.ip_address(self.host.split("%")[0]).is_loopback
         self.app = create_app(cfg, live, analyzer, loopback_only=loopback)
-        if not w["token"] and not loopback:
+        if not w.token and not loopback:
             print(f"warning: the web view listens on {self.host}:{self.port}, reachable from the network, without "
                   "a token: anyone there can watch the camera. Set web.token, or web.host: 127.0.0.1.",
                   file=sys.stderr, flush=True)
         # h11 + asyncio: pure Python, nothing to compile on a Pi; no access log (it would hold ?token=).
         # Slow or surplus peers are cut off in the protocol (guard.py); h11's head size limit stays.
-        http = guarded_protocol(int(w["max_connections"]), float(w["request_timeout_s"]))
+        http = guarded_protocol(w.max_connections, w.request_timeout_s)
         config = uvicorn.Config(self.app, http=http, loop="asyncio", ws="none", lifespan="off",
                                 log_level="warning", access_log=False, timeout_graceful_shutdown=int(STOP_TIMEOUT_S))
         self.server = uvicorn.Server(config)
