@@ -214,8 +214,8 @@ def test_a_source_too_long_for_a_path_exits_2_with_one_short_line(length, tmp_pa
 
 def test_the_history_is_computed_outside_the_loops_lock(monkeypatch):
     from fer_edge.edge.history import EmotionHistory
-    from fer_edge.edge.telemetry import LiveState
-    live = LiveState(("happy", "sad"), history_s=6 * 3600)
+    from fer_edge.edge.telemetry import RecentResults
+    live = RecentResults(("happy", "sad"), history_s=6 * 3600)
     now = time.time()
     for k in range(600):
         live.history.add(now - k, ["happy"] * (k % 3) + ["sad"])

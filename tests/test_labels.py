@@ -49,16 +49,16 @@ def test_web_history_and_upload_answer_in_the_models_labels(model, media_dir):
 
     from fer_edge.common.config import load_config
     from fer_edge.edge.pipeline import Pipeline
-    from fer_edge.edge.telemetry import LiveState
+    from fer_edge.edge.telemetry import RecentResults
     from fer_edge.edge.types import Frame
     from fer_edge.edge.web import create_app
     path, labels = model
     cfg = load_config(ROOT / "config.yaml", [("edge.model", str(path)), ("web.token", ""), ("web.host", "127.0.0.1")])
     loop, upload = Pipeline.from_config(cfg), Pipeline.from_config(cfg)
-    live = LiveState(loop.labels, history_s=600)
+    live = RecentResults(loop.labels, history_s=600)
     frames = clip_frames(media_dir / CLIP, list(range(100, 106)))
     for i, img in enumerate(frames):
-        live.publish(loop.process(Frame(img, i, CLIP, datetime.now(timezone.utc))), 20.0)
+        live.write(loop.process(Frame(img, i, CLIP, datetime.now(timezone.utc))))
     c = TestClient(create_app(cfg, live, upload))
     h = c.get("/api/history", params={"minutes": 2}).json()
     assert h["labels"] == list(labels) and all(len(row) == len(labels) for row in h["counts"])

@@ -3,6 +3,7 @@ that never answers the handshake, one that drops every connection after a second
 name, a password file MQTT cannot carry. Each is said in words, once or at a bounded rate."""
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -20,16 +21,37 @@ from bench.mqtt_broker import MOSQUITTO, Broker, free_port  # noqa: E402
 LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
 
+class Lines(logging.Handler):
+    """The messages the MQTT reporter logs while attached."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def _detach_lines():
+    yield
+    logger = logging.getLogger("fer_edge.edge.mqtt")
+    for h in [h for h in logger.handlers if isinstance(h, Lines)]:
+        logger.removeHandler(h)
+
+
 def reporter(port: int, device: str = "hall", **mqtt):
-    """An MqttReporter on 127.0.0.1:port; its lines said go to ``.lines``."""
+    """An MqttReporter on 127.0.0.1:port; the lines it logs go to ``.lines``."""
     from fer_edge.common.config import load_config
     from fer_edge.edge.mqtt import MqttReporter
     sets = {"mqtt.enabled": True, "mqtt.host": "127.0.0.1", "mqtt.port": port, "mqtt.device": device,
             **{f"mqtt.{k}": v for k, v in mqtt.items()}}
     cfg = load_config(None, [(k, v) for k, v in sets.items()])
-    lines: list[str] = []
-    r = MqttReporter(cfg.mqtt, LABELS, lambda *_: None, lines.append)
-    r.lines = lines
+    r = MqttReporter(cfg.mqtt, LABELS)
+    handler = Lines()                   # its own lines: those logged by its thread
+    handler.addFilter(lambda record: r._thread is not None and record.thread == r._thread.ident)
+    logging.getLogger("fer_edge.edge.mqtt").addHandler(handler)
+    r.lines = handler.lines
     return r
 
 
@@ -91,7 +113,7 @@ def reporter_for(port: int, seconds: float, *ends):
     try:
         time.sleep(seconds)
     finally:
-        r.stop()
+        r.close()
         for end in ends:
             end()
     return r
@@ -134,8 +156,8 @@ def test_two_machines_with_one_device_name_get_distinct_client_ids_and_a_warning
     try:
         time.sleep(4)
     finally:
-        a.stop()
-        b.stop()
+        a.close()
+        b.close()
         broker.stop()
     for r in (a, b):
         assert r.reconnects == 0, r.lines                  # nobody knocked off the broker

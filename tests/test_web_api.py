@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import cv2
@@ -23,7 +24,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from fer_edge.common.config import Config, load_config
-from fer_edge.edge.telemetry import LiveState
+from fer_edge.edge.telemetry import RecentResults, Tally
 from fer_edge.edge.types import Frame
 from tests.conftest import ROOT
 
@@ -209,12 +210,15 @@ def test_without_live_loop_the_page_points_to_upload(tiny_tflite, analyzer):
 
 # ---- with a live loop ---------------------------------------------------------------------------
 
-def feed(live: LiveState, pipeline, frames, fps=20.0):
-    """Publish real pipeline results for ``frames`` the way the edge loop does; (last result, faces seen)."""
+def feed(live: RecentResults, pipeline, frames, fps=20.0, tally: Tally | None = None):
+    """Write real pipeline results for ``frames`` the way the edge loop does, counting them in ``tally``;
+    (last result, faces seen)."""
     faces = 0
     for i, img in enumerate(frames):
         res = pipeline.process(Frame(img, i, CLIP, datetime.now(timezone.utc)))
-        live.publish(res, fps)
+        live.write(replace(res, fps=fps))
+        if tally is not None:
+            tally.frame(len(res.faces), res.timings_ms)
         faces += len(res.faces)
     return res, faces
 
@@ -223,7 +227,7 @@ def test_history_counts_each_emotion_of_the_live_loop(tiny_tflite, analyzer, med
     """/api/history from real pipeline results: per-second counts of each emotion, bounded ring."""
     from fer_edge.edge.pipeline import Pipeline
     loop_pipeline = Pipeline.from_config(web_cfg(tiny_tflite))
-    live = LiveState(loop_pipeline.labels, history_s=600)
+    live = RecentResults(loop_pipeline.labels, history_s=600)
     c = client(tiny_tflite, analyzer, live)
     _, n_faces = feed(live, loop_pipeline, clip_frames(media_dir, FACE_FRAME, 6))
     h = c.get("/api/history", params={"minutes": 2}).json()
@@ -236,7 +240,7 @@ def test_history_counts_each_emotion_of_the_live_loop(tiny_tflite, analyzer, med
     for bad in ("0", "11", "x"):
         r = c.get("/api/history", params={"minutes": bad})
         assert r.status_code == 400 and "web.history_minutes" in r.json()["error"]
-    assert client(tiny_tflite, analyzer, LiveState(loop_pipeline.labels)).get("/api/history").status_code == 404
+    assert client(tiny_tflite, analyzer, RecentResults(loop_pipeline.labels)).get("/api/history").status_code == 404
     # the ring holds its seconds whatever the uptime: a second that comes round again starts from zero
     ring = live.history
     assert ring.counts.shape == (600, len(loop_pipeline.labels) + 1)
@@ -252,14 +256,13 @@ PROM_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^
 def test_latest_health_and_metrics_follow_the_live_loop(tiny_tflite, analyzer, media_dir):
     from fer_edge.edge.pipeline import Pipeline
     loop_pipeline = Pipeline.from_config(web_cfg(tiny_tflite))
-    live = LiveState(loop_pipeline.labels)
+    tally = Tally()                # the loop's counters; the others come from the capture thread and the sinks
+    live = RecentResults(loop_pipeline.labels, metrics=lambda: tally.metrics(
+        {"dropped_frames": 3}, {"mqtt_sent": 7, "mqtt_dropped": 2, "mqtt_reconnects": 0}))
     c = client(tiny_tflite, analyzer, live)
     assert c.get("/api/latest").json()["frame"] is None
-    last, n_faces = feed(live, loop_pipeline, clip_frames(media_dir, FACE_FRAME, 5))
-    live.count("dropped_frames", 3)
-    live.count("camera_reconnects")
-    live.count("mqtt_sent", 7)
-    live.count("mqtt_dropped", 2)
+    last, n_faces = feed(live, loop_pipeline, clip_frames(media_dir, FACE_FRAME, 5), tally=tally)
+    tally.add("camera_reconnects")
     d = c.get("/api/latest").json()
     assert d["live"] is True and d["fps"] == 20.0 and d["frame"]["index"] == 4
     assert (d["frame"]["width"], d["frame"]["height"]) == (400, 300)
@@ -292,28 +295,28 @@ def test_latest_health_and_metrics_follow_the_live_loop(tiny_tflite, analyzer, m
 def test_health_reports_a_stalled_loop(tiny_tflite, analyzer, media_dir):
     from datetime import timedelta
     from fer_edge.edge.types import FrameResult
-    live = LiveState(tuple(analyzer.labels))
+    live = RecentResults(tuple(analyzer.labels))
     c = client(tiny_tflite, analyzer, live)
     img = clip_frames(media_dir, FACE_FRAME)[0]
-    live.publish(FrameResult(Frame(img, 0, CLIP, datetime.now(timezone.utc)), ()), 25.0)
+    live.write(replace(FrameResult(Frame(img, 0, CLIP, datetime.now(timezone.utc)), ()), fps=25.0))
     assert c.get("/api/health").json()["status"] == "ok"
     stale = datetime.now(timezone.utc) - timedelta(seconds=60)     # edge.camera.stall_timeout_s is 5
-    live.publish(FrameResult(Frame(img, 1, CLIP, stale), ()), 25.0)
+    live.write(replace(FrameResult(Frame(img, 1, CLIP, stale), ()), fps=25.0))
     r = c.get("/api/health")
     assert r.status_code == 503 and r.json()["status"] == "stalled" and r.json()["last_frame_age_s"] >= 59
 
 
 def test_latest_jpeg_encodes_once_per_new_frame_and_at_most_max_fps(media_dir):
     from fer_edge.edge.types import FrameResult
-    live = LiveState(("a", "b"))
+    live = RecentResults(("a", "b"))
     assert live.latest_jpeg(10.0) == (0, None)
     frames = clip_frames(media_dir, FACE_FRAME, 3)
-    live.publish(FrameResult(Frame(frames[0], 0, CLIP, datetime.now(timezone.utc)), ()), 25.0)
+    live.write(replace(FrameResult(Frame(frames[0], 0, CLIP, datetime.now(timezone.utc)), ()), fps=25.0))
     seq, jpeg = live.latest_jpeg(10.0)
     assert seq == 1 and cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (300, 400, 3)
     for _ in range(5):                   # many watchers asking for the same frame: one encode
         assert live.latest_jpeg(10.0) == (seq, jpeg)
-    live.publish(FrameResult(Frame(frames[1], 1, CLIP, datetime.now(timezone.utc)), ()), 25.0)
+    live.write(replace(FrameResult(Frame(frames[1], 1, CLIP, datetime.now(timezone.utc)), ()), fps=25.0))
     assert live.latest_jpeg(0.5)[0] == 1, "a new frame within 1/max_fps must get the cached JPEG"
     assert live.jpeg_encodes == 1
     time.sleep(0.011)                    # past 1/max_fps of the first encode (monotonic clock): encode again
@@ -357,13 +360,13 @@ def test_stream_is_shared_lazy_and_survives_a_stalled_client(tiny_tflite, analyz
     loop_pipeline = Pipeline.from_config(web_cfg(tiny_tflite))
     frames = clip_frames(media_dir, FACE_FRAME, 40)
     results = [loop_pipeline.process(Frame(f, i, CLIP, datetime.now(timezone.utc))) for i, f in enumerate(frames)]
-    live = LiveState(loop_pipeline.labels)
+    live = RecentResults(loop_pipeline.labels)
     stop = threading.Event()
 
     def loop():                         # replays the real results at 25 fps, like the edge loop would
         i = 0
         while not stop.is_set():
-            live.publish(results[i % len(results)], 25.0)
+            live.write(replace(results[i % len(results)], fps=25.0))
             i += 1
             time.sleep(0.04)
 
@@ -413,7 +416,7 @@ def test_start_reports_a_busy_port(tiny_tflite, analyzer):
         busy.listen(1)
         port = busy.getsockname()[1]
         with pytest.raises(WebError, match="web.port"):
-            start_in_thread(web_cfg(tiny_tflite, port=port), LiveState(), analyzer)
+            start_in_thread(web_cfg(tiny_tflite, port=port), RecentResults(), analyzer)
 
 
 # ---- python -m fer_edge.edge.web ---------------------------------------------------------------------------

@@ -95,6 +95,11 @@ def runtime_name() -> str:
     return _interpreter_class()[1]
 
 
+def loaded_runtime() -> str | None:
+    """The runtime's name once one was imported (``runtime_name``), else None; imports nothing."""
+    return _chosen[1] if _chosen is not None else None
+
+
 def runtime_version() -> str:
     """Version string of the runtime package in use (for contracts and benchmark tables)."""
     name = runtime_name()

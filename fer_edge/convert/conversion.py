@@ -6,9 +6,9 @@ contract. A failed conversion leaves the previous model untouched and no file th
 """
 from __future__ import annotations
 
+import logging
 import os
 import platform
-import sys
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -32,6 +32,8 @@ from fer_edge.convert.mirror import (
 from fer_edge.convert.quantize import to_tflite
 from fer_edge.convert.source import load_keras_model, resolve_model_path, run_info
 from fer_edge.convert.verify import gate_failures, latency_ms, mirrored, parity_metrics, tflite_predict
+
+logger = logging.getLogger(__name__)
 
 LATENCY_RUNS = 300
 
@@ -294,4 +296,4 @@ def convert(cfg: Config, log=print) -> ConvertResult:
 
 
 def print_error(exc: Exception | str) -> None:
-    print(f"error: {exc}", file=sys.stderr)
+    logger.error("%s", exc)

@@ -6,6 +6,7 @@ Exit codes: 0 the model loads, matches its contract (sha256 included) and runs; 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from fer_edge.common.helptext import summary
 from fer_edge.common.interpreter import ModelLoadError, runtime_name
 from fer_edge.common.invocation import prog
 from fer_edge.common.model_runner import check_model
+
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         c = check_model(model)
     except (ContractError, ModelLoadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
     m = c.metrics
     acc = m.get(c.precision, {}).get("accuracy")

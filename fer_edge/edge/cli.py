@@ -7,12 +7,16 @@ relative to the repository root.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
 from fer_edge import __version__
-from fer_edge.common.config import ConfigError, config_help, exit_on_config_error, load_config
+from fer_edge.common.config import ConfigError, config_help, load_config
 from fer_edge.common.invocation import prog
+from fer_edge.common.logs import set_level
+
+log = logging.getLogger(__name__)
 
 
 def _cli_path(value: str) -> str:
@@ -45,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, help="interpreter threads (edge.threads)")
     ap.add_argument("--web", action="store_true", help="serve the live web view too (web.enabled)")
     ap.add_argument("--stats-json", metavar="PATH", help="write counters and per-stage p50/p95 ms here at exit")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar and no summary at the end")
-    ap.add_argument("--verbose", action="store_true", help="also show the runtime's and OpenCV's own messages")
+    ap.add_argument("--quiet", action="store_true",
+                    help="warnings and errors only: no notes, no progress bar and no summary at the end")
+    ap.add_argument("--verbose", action="store_true",
+                    help="debug messages too, and the runtime's and OpenCV's own messages")
     ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                     help="override any config key, e.g. --set edge.detector.detect_width=240 (repeatable)")
     return ap
@@ -79,6 +85,8 @@ def overrides_from_args(args: argparse.Namespace) -> list:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, load the config, run the loop; returns the exit code."""
     args = build_parser().parse_args(argv)
+    set_level(verbose=args.verbose, quiet=args.quiet)
+    stats_json = _cli_path(args.stats_json) if args.stats_json else None
     if args.verbose:
         from fer_edge.common import interpreter
         interpreter.SHOW_RUNTIME_NOTES = True
@@ -91,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, overrides_from_args(args))
     except ConfigError as exc:
-        exit_on_config_error(exc)
+        log.error("%s", exc)
+        from fer_edge.edge.runstats import write_stats_of_no_run
+        write_stats_of_no_run(Path(stats_json) if stats_json else None, 2)
+        return 2
     from fer_edge.edge.loop import run  # after the config check: bad flags fail fast, before LiteRT loads
-    return run(cfg, stats_json=_cli_path(args.stats_json) if args.stats_json else None, headless=args.headless,
-               quiet=args.quiet)
+    return run(cfg, stats_json=stats_json, headless=args.headless, quiet=args.quiet)

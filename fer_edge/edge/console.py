@@ -1,25 +1,30 @@
-"""What the edge says to its user: one line at a time on stderr (the journal under systemd), and a
-progress bar on a terminal for sources of known length, which those lines are written above."""
+"""What the edge says to its user besides its log records: the start line and the summary
+(``say``), and a progress bar on a terminal for sources of known length, which every line
+(``say`` and log records alike, see common/logs.py) is written above."""
 from __future__ import annotations
 
 import os
 import sys
 import time
+from typing import Any
 
-_bar = None                  # the progress bar while one is shown
+from fer_edge.common.logs import route_lines, write_line
+
+_bar: Any = None             # the progress bar while one is shown
 
 
 def say(text: str) -> None:
-    """One line to stderr, above the progress bar when there is one."""
-    if _bar is not None:
-        _bar.write(text, file=sys.stderr)
-    else:
-        print(text, file=sys.stderr, flush=True)
+    """One line of deliberate output to stderr, above the progress bar when there is one."""
+    write_line(text)
 
 
 def has_display() -> bool:
     """True when a window can be opened (an X11 or Wayland display is set)."""
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _above_bar(text: str) -> None:
+    _bar.write(text, file=sys.stderr)
 
 
 class Progress:
@@ -34,6 +39,7 @@ class Progress:
         from tqdm import tqdm
         _bar = tqdm(total=length, unit="frame", mininterval=0.25, dynamic_ncols=True, leave=False,
                     bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]{postfix}")
+        route_lines(_above_bar)
 
     def advance(self, faces: int | None = None) -> None:
         """One frame more; ``faces`` (the total so far) shown beside the bar."""
@@ -48,5 +54,6 @@ class Progress:
     def close(self) -> None:
         global _bar
         if _bar is not None:
+            route_lines(None)
             _bar.close()
             _bar = None

@@ -14,20 +14,23 @@ from __future__ import annotations
 import csv
 import errno
 import io
+import logging
 import os
-import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
 from fer_edge.common.config import CsvConfig
+from fer_edge.edge.sinks import SinkError
 from fer_edge.edge.types import FrameResult
+
+log = logging.getLogger(__name__)
 
 BASE_COLUMNS = ("timestamp", "frame", "source", "face_id", "x", "y", "w", "h", "emotion", "confidence")
 
 
-class CsvLogError(OSError):
+class CsvLogError(OSError, SinkError):
     """The log cannot be written (and the policy says stop, or it is the start of the run)."""
 
 
@@ -74,7 +77,9 @@ def repair_tail(path: Path) -> int:
 
 
 class CsvLog:
-    """Appends FrameResults to a CSV file; see the module docstring for the guarantees."""
+    """Appends FrameResults to a CSV file; see the module docstring for the guarantees. A sink."""
+
+    name = "csv"
 
     def __init__(self, path: str | Path, labels: tuple[str, ...], fsync: str = "interval",
                  fsync_interval_s: float = 5.0, rotate_mb: float = 50.0, keep: int = 5,
@@ -127,16 +132,14 @@ class CsvLog:
         if regular:
             cut = repair_tail(self.path)
             if cut:
-                print(f"note: {self.path}: removed a partial last line ({cut} bytes) left by an interrupted write",
-                      file=sys.stderr)
+                log.info(f"{self.path}: removed a partial last line ({cut} bytes) left by an interrupted write")
             if self.path.stat().st_size > 0:
                 with open(self.path, "rb") as fh:
                     first = fh.readline()
                 if first != self.header:
                     aside = self.path.with_name(f"{self.path.name}.header-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}")
                     os.replace(self.path, aside)
-                    print(f"note: {self.path} has other columns (another model's labels); moved it to {aside}",
-                          file=sys.stderr)
+                    log.info(f"{self.path} has other columns (another model's labels); moved it to {aside}")
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._size = os.fstat(self._fd).st_size
         if self._size == 0:
@@ -169,6 +172,9 @@ class CsvLog:
             self._failing_since = None
         except OSError as exc:
             self._fail(exc, 0)
+
+    def counters(self) -> dict[str, int]:
+        return {"csv_rows": self.rows, "csv_lost_rows": self.lost_rows, "csv_errors": self.errors}
 
     # ---- writing ---------------------------------------------------------------------------
     def _rows(self, result: FrameResult) -> list[tuple[str, str]]:
@@ -231,8 +237,7 @@ class CsvLog:
             self._fail(exc, len(lines))
             return 0
         if self._failing_since is not None:
-            print(f"note: CSV log {self.path} is writable again; {self.lost_rows} rows were lost meanwhile",
-                  file=sys.stderr, flush=True)
+            log.info(f"CSV log {self.path} is writable again; {self.lost_rows} rows were lost meanwhile")
             self._failing_since = None
         if self.first_row_time is None:
             self.first_row_time = time.time()
@@ -259,8 +264,8 @@ class CsvLog:
             raise CsvLogError(f"{msg} (edge.csv.on_error=exit). Free disk space or fix the path, then restart.") from exc
         if self._failing_since is None:
             self._failing_since = time.monotonic()
-            print(f"error: {msg}; retrying every {self.retry_interval_s:g} s, rows meanwhile are counted as lost "
-                  "(edge.csv.on_error=retry)", file=sys.stderr, flush=True)
+            log.error(f"{msg}; retrying every {self.retry_interval_s:g} s, rows meanwhile are counted as lost "
+                      "(edge.csv.on_error=retry)")
 
     def _rotate(self) -> None:
         """<log> -> <log>.1 -> ... -> <log>.<keep>; the oldest is deleted. The new file gets the header."""

@@ -3,7 +3,7 @@
 A fixed ring of ``seconds`` slots, one per wall-clock second, each holding the face rows per emotion
 and the frames processed in that second; a slot is reset when the ring comes round to it. Memory is
 ``seconds x (labels + 1) x 4`` bytes whatever the uptime (6 h with 7 emotions: 700 KB). ``add`` is a
-handful of array writes per frame, called from the loop under LiveState's lock.
+handful of array writes per frame, called from the loop under RecentResults' lock.
 """
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Draw results on a frame: a box with label + confidence per face, per-class bars for the largest
-face, and the FPS. Works on a copy, so the published frame stays untouched for the web view."""
+face, and the FPS. Works on a copy, so the frame stays untouched for the web view. ``Window``: the
+sink that shows each frame so drawn."""
 from __future__ import annotations
+
+import threading
 
 import cv2
 import numpy as np
@@ -8,6 +11,7 @@ import numpy as np
 from fer_edge.common.preprocess import to_gray
 from fer_edge.edge.types import FrameResult
 
+WINDOW = "fer-edge"
 BOX_COLOR = (0, 220, 0)      # BGR
 BAR_COLOR = (0, 160, 255)
 TEXT_COLOR = (255, 255, 255)
@@ -50,3 +54,25 @@ def draw(image: np.ndarray, result: FrameResult, labels: tuple[str, ...], fps: f
     if fps is not None:
         _text(out, f"{fps:.1f} FPS", (6, int(22 * scale) + 4), scale * 0.6)
     return out
+
+
+class Window:
+    """The overlay window, a sink: each frame with its faces, labels and bars; q, Esc or closing the
+    window sets ``stop`` (the run ends after this frame)."""
+
+    name = "window"
+
+    def __init__(self, labels: tuple[str, ...], stop: threading.Event):
+        self.labels, self.stop = labels, stop
+
+    def write(self, result: FrameResult) -> None:
+        cv2.imshow(WINDOW, draw(result.frame.image, result, self.labels, result.fps))
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), ord("Q"), 27) or cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
+            self.stop.set()
+
+    def close(self) -> None:
+        cv2.destroyAllWindows()
+
+    def counters(self) -> dict[str, int]:
+        return {}

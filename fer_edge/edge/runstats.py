@@ -3,12 +3,17 @@ the benchmarks read (counters, per-stage p50/p95 ms, peak memory: private and re
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections import deque
 from pathlib import Path
 
 import numpy as np
+
+from fer_edge.edge.telemetry import COUNTERS
+
+log = logging.getLogger(__name__)
 
 STAGES_KEPT = 20000          # per-stage timings kept for the percentiles
 NO_FACE_NAMED = 5            # photos without a face named in the summary
@@ -82,27 +87,30 @@ class RunRecord:
             lines.append(f"no face found in {self.no_face_count} of {frames} photos: {', '.join(self.no_face)}{more}")
         return lines + extra
 
-    def stats(self, code: int, frames: int, faces: int, log, metrics) -> dict:
-        """Counters (``metrics``: the telemetry's) and per-stage p50/p95 ms of this run."""
-        from fer_edge.common.interpreter import runtime_name
-        m = metrics
+    def stats(self, code: int, counts: dict[str, int], first_row_unix: float | None) -> dict:
+        """The exit code, the counters (0 for those of outputs that were not opened), per-stage p50/p95 ms."""
+        from fer_edge.common.interpreter import loaded_runtime
         self.sample_private()
         stages = {k: {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)),
                       "mean": float(np.mean(v)), "n": len(v)} for k, v in self.stages.items() if v}
-        return {"exit_code": code, "frames": frames, "faces": faces, "csv_rows": log.rows,
-                "csv_lost_rows": log.lost_rows, "csv_errors": log.errors,
-                "dropped_frames": m.dropped_frames, "corrupt_frames": m.corrupt_frames,
-                "camera_reconnects": m.camera_reconnects, "started_unix": self.started,
-                "mqtt_sent": m.mqtt_sent, "mqtt_dropped": m.mqtt_dropped, "mqtt_reconnects": m.mqtt_reconnects,
-                "first_row_unix": log.first_row_time, "ended_unix": time.time(),
-                "runtime": runtime_name(), "tensorflow_imported": "tensorflow" in sys.modules,
+        return {"exit_code": code, **{k: int(counts.get(k, 0)) for k in COUNTERS},
+                "started_unix": self.started, "first_row_unix": first_row_unix, "ended_unix": time.time(),
+                "runtime": loaded_runtime(), "tensorflow_imported": "tensorflow" in sys.modules,
                 "peak_rss_mb": peak_rss_mb(), "peak_private_mb": self.peak_private,
                 "stages_ms": stages}
 
 
-def write_stats(path: Path, stats: dict, say) -> None:
+def write_stats(path: Path | None, stats: dict) -> None:
+    """``stats`` as JSON at ``path`` (--stats-json; nothing without one)."""
+    if path is None:
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(stats, indent=2) + "\n")
     except OSError as exc:
-        say(f"warning: cannot write stats {path}: {exc}")
+        log.warning(f"cannot write stats {path}: {exc}")
+
+
+def write_stats_of_no_run(path: Path | None, code: int) -> None:
+    """--stats-json of a run that ended before its loop (a failure or a stop at start): its exit code, every counter 0."""
+    write_stats(path, RunRecord().stats(code, {}, None))

@@ -67,3 +67,4 @@ class FrameResult:
     frame: Frame
     faces: tuple[Face, ...]
     timings_ms: dict[str, float] = field(default_factory=dict)   # per stage: decode, detect, classify, ...
+    fps: float = 0.0           # the loop's frame rate when the sinks get this result (0 before it is known)

@@ -9,10 +9,13 @@ nothing is unfinished), a resumed one (the default), ``--finish`` and ``--extend
 """
 from __future__ import annotations
 
+import logging
 import argparse
 import os
 import sys
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(cfg, fresh=args.fresh, finish=args.finish, new_epochs=args.epochs, extend=args.extend, set_keys=set_keys)
     except (DataError, TrainError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
     return 0
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ from fer_edge.common.labels import CSV_CODE_TO_LABEL, LABEL_INDEX, LABEL_SETS, L
 from fer_edge.common.preprocess import INPUT_SIZE, preprocess_face
 from fer_edge.train import ferplus
 from fer_edge.train.splits import DataError, FerData, Split
+
+log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
@@ -168,7 +170,7 @@ def _cached(key: str, decode):
                 skipped = {k[5:]: z[k].tolist() for k in z.files if k.startswith("skip_")}
             return tr, te, skipped
         except Exception as exc:  # corrupt cache: decode again
-            print(f"warning: ignoring unreadable cache {path} ({exc})", file=sys.stderr)
+            log.warning(f"ignoring unreadable cache {path} ({exc})")
     tr, te, skipped = decode()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,8 +265,7 @@ def load_fer(root: str | Path, cache_dir: str | Path | None = None, val_fraction
         for k, v in skipped.items():
             if len(v):
                 shown = "; ".join(map(str, v[:5]))
-                print(f"warning: skipped {len(v)} {k.replace('_', ' ')}: {shown}{' ...' if len(v) > 5 else ''}",
-                      file=sys.stderr)
+                log.warning(f"skipped {len(v)} {k.replace('_', ' ')}: {shown}{' ...' if len(v) > 5 else ''}")
         extra = ""
         if left_out is not None:
             extra = (f"; labels FER+ ({left_out['rows']} vote rows, {label_blend:g} of FER-2013's label blended in; "

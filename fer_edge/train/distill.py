@@ -19,6 +19,7 @@ summary gives each member's validation accuracy and training time, for the model
 """
 from __future__ import annotations
 
+import logging
 import json
 import re
 import subprocess
@@ -31,6 +32,8 @@ from fer_edge.common.config import ROOT, ConfigError, display_path, load_config,
 from fer_edge.common.contract import sha256_file
 from fer_edge.common.helptext import summary
 from fer_edge.train.rundir import STATE_FILE, newest_finished_model, read_state
+
+log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 STUDENT, MODEL_DIR, FINAL, FINAL_MODEL_DIR = "student", "model", "final", "final-model"
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         recipe = load_recipe(args.recipe, args.config)
     except RecipeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
     runs_dir = recipe["runs_dir"]
     teachers = [n for n in recipe["members"] if n not in (STUDENT, FINAL)]

@@ -8,12 +8,15 @@ correct.png and misclassified.png.
 """
 from __future__ import annotations
 
+import logging
 import argparse
 import json
 import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -131,21 +134,21 @@ def main(argv: list[str] | None = None) -> int:
         exit_on_config_error(exc)
     model_path = Path(args.model)
     if not model_path.is_file():
-        print(f"error: model {model_path} not found; pass MODEL=runs/<run>/model.keras", file=sys.stderr)
+        log.error(f"model {model_path} not found; pass MODEL=runs/<run>/model.keras")
         return 2
     d = replace(cfg.data, labels=args.labels) if args.labels else cfg.data
     root = Path(args.data).resolve() if args.data else resolve_path(d.root)
     try:
         split, split13 = load_split(d, args.split, root, with_fer2013=True)
     except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
     import keras
     from fer_edge.train.model import to_float32
     try:
         model = to_float32(keras.models.load_model(model_path, compile=False))
     except Exception as exc:  # noqa: BLE001 - keras raises many kinds
-        print(f"error: cannot load Keras model {model_path}: {exc}", file=sys.stderr)
+        log.error(f"cannot load Keras model {model_path}: {exc}")
         return 2
     out = Path(args.out) if args.out else model_path.parent / f"eval-{args.split}"
     report = evaluate_model(model, split, split_name=f"{args.split} ({display_path(root)})", split13=split13)

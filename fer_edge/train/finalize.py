@@ -6,10 +6,10 @@ trying the average of another number of kept epochs.
 """
 from __future__ import annotations
 
+import logging
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import yaml
@@ -22,6 +22,8 @@ from fer_edge.train.evaluate import evaluate_model, write_report
 from fer_edge.train.model import to_float32
 from fer_edge.train.progress import redraw_history
 from fer_edge.train.rundir import BEST_FILE, CONFIG_FILE, STATE_FILE, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 
 def finalize(run_dir: Path, cfg: Config, data: FerData, state: dict) -> None:
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         state = json.loads((run_dir / STATE_FILE).read_text())
         saved = with_defaults(yaml.safe_load((run_dir / CONFIG_FILE).read_text()))
     except (OSError, json.JSONDecodeError, yaml.YAMLError, AttributeError) as exc:
-        print(f"error: {run_dir} is not a readable run directory ({exc}); pass RUN=runs/<timestamp>-<arch>", file=sys.stderr)
+        log.error(f"{run_dir} is not a readable run directory ({exc}); pass RUN=runs/<timestamp>-<arch>")
         return 2
     keep = args.last or from_saved(saved).train.average_last
     kept = [e for e, _ in kept_epochs(run_dir) if state["epoch"] - keep < e <= state["epoch"]]
@@ -84,14 +86,14 @@ def main(argv: list[str] | None = None) -> int:
                else f"it has {len(kept)} kept epoch(s) in the last {keep}; at least 2 are needed "
                     "(train.average_last keeps them while training)" if len(kept) < 2 else None)
     if problem:
-        print(f"error: cannot average {run_dir}: {problem}", file=sys.stderr)
+        log.error(f"cannot average {run_dir}: {problem}")
         return 2
     saved["train"]["average_last"] = keep
     cfg = from_saved(saved)
     try:
         data = load_configured(cfg.data)
     except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(saved, sort_keys=False))
     finalize(run_dir, cfg, data, state)

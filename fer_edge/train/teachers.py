@@ -14,6 +14,7 @@ validation hold-out, the test split only for the report.
 """
 from __future__ import annotations
 
+import logging
 import hashlib
 import os
 import sys
@@ -24,6 +25,8 @@ import numpy as np
 from fer_edge.common.config import TeacherConfig
 from fer_edge.common.contract import sha256_file
 from fer_edge.common.helptext import summary
+
+log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2
 
@@ -142,16 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         exit_on_config_error(exc)
     missing = [str(m) for m in args.models if not m.is_file()]
     if missing:
-        print(f"error: not found: {', '.join(missing)}", file=sys.stderr)
+        log.error(f"not found: {', '.join(missing)}")
         return 2
     try:
         data = load_configured(cfg.data)
     except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
     split = data.val if args.split == "val" else data.test
     if len(split) == 0:
-        print("error: no validation split (data.val_fraction is 0): measure with --split test or a val_fraction", file=sys.stderr)
+        log.error("no validation split (data.val_fraction is 0): measure with --split test or a val_fraction")
         return 2
     if args.split == "val":
         for m in args.models:

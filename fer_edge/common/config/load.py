@@ -2,6 +2,7 @@
 point; the one-line exit on a bad config."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -125,5 +126,6 @@ def display_path(p: str | Path) -> str:
 
 
 def exit_on_config_error(exc: ConfigError) -> None:
-    print(f"error: {exc}", file=sys.stderr)
+    """The config's one-line error, then exit 2."""
+    logging.getLogger(__name__).error("%s", exc)
     sys.exit(2)

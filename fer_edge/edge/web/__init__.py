@@ -2,7 +2,7 @@
 
 Used two ways:
 - from the edge service, when ``web.enabled``: ``start_in_thread(cfg, live, analyzer)`` serves the
-  same frames the loop processes (``live`` is its LiveState) and returns an object with ``.stop()``;
+  same frames the loop processes (``live`` is its RecentResults sink) and returns an object with ``.stop()``;
 - alone, without a camera: ``python -m fer_edge.edge.web`` (`make web`) serves the upload page and API.
 
 Endpoints (all require web.token when one is set, as ``Authorization: Bearer`` or ``?token=``):
@@ -13,12 +13,12 @@ JSON faces + ``annotated_jpeg_base64``.
 from __future__ import annotations
 
 from fer_edge.common.config import Config
-from fer_edge.edge.telemetry import LiveState
+from fer_edge.edge.telemetry import RecentResults
 from fer_edge.edge.web.app import create_app
 from fer_edge.edge.web.server import WebError, WebServer
 
 
-def start_in_thread(cfg: Config, live: LiveState | None, analyzer) -> WebServer:
+def start_in_thread(cfg: Config, live: RecentResults | None, analyzer) -> WebServer:
     """Start the web server in a daemon thread; raises WebError if it cannot listen."""
     return WebServer(cfg, live, analyzer).start()
 

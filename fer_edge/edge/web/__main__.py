@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from fer_edge import __version__
 from fer_edge.common.config import ConfigError, config_help, exit_on_config_error, load_config
 from fer_edge.common.invocation import prog
+
+log = logging.getLogger(__name__)
 
 
 def main(argv=None) -> int:
@@ -36,12 +39,12 @@ def main(argv=None) -> int:
     try:
         analyzer = Pipeline.from_config(cfg)
     except (ValueError, OSError) as exc:     # ContractError, ModelMismatchError, DetectorError are ValueErrors
-        print(f"error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
     try:
         server = WebServer(cfg, None, analyzer)
     except WebError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
     token = " (token required)" if cfg.web.token else ""
     print(f"serving the upload page on {server.url}upload{token}; no live stream. Ctrl+C stops.", flush=True)

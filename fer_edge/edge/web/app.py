@@ -1,6 +1,6 @@
 """The web view as a Starlette app: live page, MJPEG stream, JSON API, metrics, photo upload.
 
-``create_app(cfg, live, analyzer)``: ``live`` is the edge loop's LiveState (None when the upload
+``create_app(cfg, live, analyzer)``: ``live`` is the edge loop's RecentResults (None when the upload
 page runs alone, `make web`); ``analyzer`` is a Pipeline of its own, used only for uploads and
 guarded by a lock because requests run concurrently and a TFLite interpreter is not thread-safe.
 Each route is a function of its own (``ROUTES``) that finds this shared ``WebState`` on the app.
@@ -24,7 +24,7 @@ from starlette.routing import Route
 from fer_edge.common.config import Config
 from fer_edge.common.invocation import command
 from fer_edge.edge import overlay
-from fer_edge.edge.telemetry import LiveState
+from fer_edge.edge.telemetry import RecentResults
 from fer_edge.edge.types import Face, Frame, FrameResult
 from fer_edge.edge.web import pages, prom
 from fer_edge.edge.web.auth import LoopbackHosts, TokenAuth
@@ -56,7 +56,7 @@ def face_json(face: Face, labels: tuple[str, ...]) -> dict:
 class WebState:
     """What the handlers share: config, the live state, the upload analyzer and its lock."""
 
-    def __init__(self, cfg: Config, live: LiveState | None, analyzer: Analyzer | None):
+    def __init__(self, cfg: Config, live: RecentResults | None, analyzer: Analyzer | None):
         w = cfg.web
         self.live = live
         self.analyzer = analyzer
@@ -243,7 +243,7 @@ ROUTES = (
 )
 
 
-def create_app(cfg: Config, live: LiveState | None, analyzer: Analyzer | None, loopback_only: bool = False) -> Starlette:
+def create_app(cfg: Config, live: RecentResults | None, analyzer: Analyzer | None, loopback_only: bool = False) -> Starlette:
     """The ASGI app (token check included). ``analyzer`` may be None: then /api/predict answers 503.
     ``loopback_only`` (a server bound to loopback): requests must name 127.0.0.1, localhost or [::1].
     The handlers find the shared WebState as ``request.app.state.web``."""

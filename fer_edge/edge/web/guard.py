@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import threading
 import time
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger(__name__)
 
 NOTE_EVERY_S = 60.0
 
@@ -41,7 +42,7 @@ class Notes:
             self._last = now
             counts, self._counts = self._counts, {}
         text = "; ".join(f"{n} {w}" for w, n in counts.items())
-        print(f"note: web server: {text} (next note in {self.every_s:g} s at the earliest)", file=sys.stderr, flush=True)
+        log.info(f"web server: {text} (next note in {self.every_s:g} s at the earliest)")
 
 
 class _AcceptFilter(logging.Filter):

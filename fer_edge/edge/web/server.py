@@ -6,17 +6,19 @@ clear error naming web.host/web.port in the caller's thread instead of a log lin
 from __future__ import annotations
 
 import ipaddress
+import logging
 import signal
 import socket
-import sys
 import threading
 
 import uvicorn
 
 from fer_edge.common.config import Config
-from fer_edge.edge.telemetry import LiveState
+from fer_edge.edge.telemetry import RecentResults
 from fer_edge.edge.web.app import create_app
 from fer_edge.edge.web.guard import guarded_protocol
+
+log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
@@ -48,16 +50,15 @@ def bind(host: str, port: int) -> socket.socket:
 class WebServer:
     """uvicorn serving ``create_app(cfg, live, analyzer)`` on web.host:web.port."""
 
-    def __init__(self, cfg: Config, live: LiveState | None, analyzer):
+    def __init__(self, cfg: Config, live: RecentResults | None, analyzer):
         w = cfg.web
         self.sock = bind(w.host, w.port)
         self.host, self.port = self.sock.getsockname()[:2]
         loopback = ipaddress.ip_address(self.host.split("%")[0]).is_loopback
         self.app = create_app(cfg, live, analyzer, loopback_only=loopback)
         if not w.token and not loopback:
-            print(f"warning: the web view listens on {self.host}:{self.port}, reachable from the network, without "
-                  "a token: anyone there can watch the camera. Set web.token, or web.host: 127.0.0.1.",
-                  file=sys.stderr, flush=True)
+            log.warning(f"the web view listens on {self.host}:{self.port}, reachable from the network, without "
+                        "a token: anyone there can watch the camera. Set web.token, or web.host: 127.0.0.1.")
         # h11 + asyncio: pure Python, nothing to compile on a Pi; no access log (it would hold ?token=).
         # Slow or surplus peers are cut off in the protocol (guard.py); h11's head size limit stays.
         http = guarded_protocol(w.max_connections, w.request_timeout_s)

@@ -1,6 +1,6 @@
 """The MJPEG stream: one producer per server, any number of clients.
 
-While at least one client watches, a single producer task asks LiveState for the newest annotated
+While at least one client watches, a single producer task asks RecentResults for the newest annotated
 JPEG at most web.stream_fps times a second (one worker-thread hop and at most one encode per tick,
 whatever the number of clients) and wakes the clients. Each client sends only the newest frame: a
 slow client's send blocks only its own generator, and when it catches up it skips to the newest
@@ -9,12 +9,14 @@ frame instead of queueing old ones. The edge loop never waits for any of this.
 from __future__ import annotations
 
 import asyncio
-import sys
+import logging
 import threading
 
 from starlette.concurrency import run_in_threadpool
 
-from fer_edge.edge.telemetry import LiveState
+from fer_edge.edge.telemetry import RecentResults
+
+log = logging.getLogger(__name__)
 
 BOUNDARY = "frame"
 STOP_POLL_S = 0.25      # clients and the producer notice a server shutdown within this time
@@ -28,7 +30,7 @@ def part(jpeg: bytes) -> bytes:
 class Broadcaster:
     """Shares the newest JPEG of ``live`` between stream clients (event-loop thread only)."""
 
-    def __init__(self, live: LiveState, fps: float, quality: int, stopping: threading.Event):
+    def __init__(self, live: RecentResults, fps: float, quality: int, stopping: threading.Event):
         self.live, self.fps, self.quality, self.stopping = live, fps, quality, stopping
         self.seq = -1
         self.jpeg: bytes | None = None
@@ -58,8 +60,7 @@ class Broadcaster:
                     except Exception as exc:      # one bad frame must not end every stream
                         self._errors += 1
                         if self._errors <= 3:
-                            print(f"warning: web stream: cannot encode frame {self.live.snapshot()[2]}: {exc}",
-                                  file=sys.stderr)
+                            log.warning(f"web stream: cannot encode frame {self.live.snapshot()[2]}: {exc}")
                         seq, jpeg = self.seq, None
                     if jpeg is not None and seq != self.seq:
                         self.seq, self.jpeg = seq, jpeg

@@ -8,7 +8,7 @@ disk. Nothing from the request (file name, field names) is used as a path.
 from __future__ import annotations
 
 import asyncio
-import sys
+import logging
 
 import numpy as np
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -16,6 +16,8 @@ from starlette.requests import ClientDisconnect, Request
 
 from fer_edge.edge.imageread import as_bgr, decode
 from fer_edge.edge.imagesize import ImageTooLarge
+
+log = logging.getLogger(__name__)
 
 FIELD = "image"
 UPLOAD_MP = 12.0        # larger photos are analysed at a reduced size (faces stay far above the model's 48x48)
@@ -53,7 +55,7 @@ async def read_body(request: Request, max_bytes: int, timeout_s: float = 10.0) -
         raise UploadError(408, f"the upload did not arrive within {timeout_s:g} s (web.request_timeout_s; "
                                f"{total} bytes came): send it over a faster link or raise the limit") from None
     except ClientDisconnect:
-        print(f"note: an upload was abandoned by the client after {total} bytes", file=sys.stderr, flush=True)
+        log.info(f"an upload was abandoned by the client after {total} bytes")
         raise UploadError(400, "the client disconnected during the upload") from None
     return b"".join(chunks)
 
