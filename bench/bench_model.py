@@ -45,7 +45,7 @@ def _faces() -> tuple[np.ndarray, str]:
 
 def _convert(keras_path: Path, precision: str, out_dir: Path, extra: dict | None = None) -> Path:
     from fer_edge.common.config import load_config
-    from fer_edge.convert.pipeline import convert
+    from fer_edge.convert.conversion import convert
     overrides = {"convert.model": str(keras_path), "convert.precision": precision,
                  "convert.output_dir": str(out_dir), "convert.eval_max_images": 500, **(extra or {})}
     return convert(load_config(None, list(overrides.items())), log=lambda *_: None).tflite

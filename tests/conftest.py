@@ -58,10 +58,10 @@ def tiny_keras_model(fer_root, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tflite(fer_root, tiny_keras_model, tmp_path_factory) -> Path:
-    """Path to emotion_int8.tflite converted from ``tiny_keras_model`` by convert.pipeline.convert
+    """Path to emotion_int8.tflite converted from ``tiny_keras_model`` by convert.conversion.convert
     (full int8, calibrated on real faces, parity gate passed); its contract emotion_int8.json sits
     next to it (common.contract.load_contract(path) reads it)."""
-    from fer_edge.convert.pipeline import convert
+    from fer_edge.convert.conversion import convert
     tmp = tmp_path_factory.mktemp("tiny_tflite")
     cfg = tiny_config(fer_root, tmp, **{"convert.model": str(tiny_keras_model)})
     return convert(cfg, log=lambda *_: None).tflite
@@ -80,7 +80,7 @@ def tiny_ferplus_keras_model(fer_root, tmp_path_factory) -> Path:
 def tiny_ferplus_tflite(fer_root, tiny_ferplus_keras_model, tmp_path_factory) -> Path:
     """``tiny_ferplus_keras_model`` converted to int8 with a fitted temperature and a logit adjustment
     folded into its last layer, and the mirror inside: an eight-label model for the edge."""
-    from fer_edge.convert.pipeline import convert
+    from fer_edge.convert.conversion import convert
     tmp = tmp_path_factory.mktemp("tiny_ferplus_tflite")
     cfg = tiny_config(fer_root, tmp, **{"convert.model": str(tiny_ferplus_keras_model), "convert.mirror": True,
                                         "convert.temperature": "auto", "convert.logit_adjust": 0.5})
@@ -91,7 +91,7 @@ def tiny_ferplus_tflite(fer_root, tiny_ferplus_keras_model, tmp_path_factory) ->
 def mirrored_tflite(fer_root, tiny_keras_model, tmp_path_factory) -> Path:
     """``tiny_keras_model`` converted with convert.mirror=true: each face averaged with its mirror inside
     the model, one invoke."""
-    from fer_edge.convert.pipeline import convert
+    from fer_edge.convert.conversion import convert
     tmp = tmp_path_factory.mktemp("mirror")
     cfg = tiny_config(fer_root, tmp, **{"convert.model": str(tiny_keras_model), "convert.mirror": True})
     return convert(cfg, log=lambda *_: None).tflite

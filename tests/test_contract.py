@@ -125,7 +125,7 @@ def test_quantize_matches_tflite_rules():
 def test_committed_default_model_matches_its_contract():
     if not COMMITTED.is_file():
         pytest.skip(f"{COMMITTED.relative_to(ROOT)} is not committed yet (the lead ships it after training)")
-    from fer_edge.common.classifier import check_model
+    from fer_edge.common.model_runner import check_model
     c = check_model(COMMITTED)                          # sha256, loadable, shapes/dtypes/quantisation agree
     assert c.labels == LABEL_SETS[c.raw.get("label_source", "fer2013")]      # FER-2013's seven or FER+'s eight
     assert (c.height, c.width, c.channels, c.input.dtype, c.output.dtype) == (48, 48, 1, "int8", "int8")
@@ -133,3 +133,47 @@ def test_committed_default_model_matches_its_contract():
     m = c.metrics                                       # it passed config.yaml's gate, not the tiny one's
     assert m["top1_agreement"] >= 0.97 and m["top1_drop_points"] <= 1.0
     assert load_contract(COMMITTED).raw["tflite"]["file"] == COMMITTED.name
+
+
+def _written_again(c, model_file: Path, **changes):
+    """``c`` written again by ModelContract.new (the converter's writer) from what it holds."""
+    from fer_edge.common.contract import ModelContract
+    raw = c.raw
+    fields = dict(labels=c.labels, label_source=raw["label_source"], output_adjust=raw["output_adjust"],
+                  shape=(c.height, c.width, c.channels), input=c.input, output=c.output, precision=c.precision,
+                  sha256=c.sha256, size_bytes=raw["tflite"]["size_bytes"], ops=raw["tflite"]["ops"],
+                  min_runtime_version=raw["tflite"]["min_runtime_version"], mirror_inside=c.mirror_inside,
+                  mirror_choice=raw["mirror_choice"], source=raw["source"], calibration=raw["calibration"],
+                  metrics=raw["metrics"], tools=raw["tools"], created=raw["created"])
+    return ModelContract.new(model_file, **{**fields, **changes})
+
+
+def test_the_shipped_contract_reads_and_the_writer_writes_it_unchanged(tmp_path):
+    """One module writes and reads the contract: the shipped models/emotion_int8.json reads, and written
+    again from what it holds it comes out byte for byte the same, and reads back as the same contract."""
+    if not COMMITTED.is_file():
+        pytest.skip(f"{COMMITTED.relative_to(ROOT)} is not committed yet (the lead ships it after training)")
+    shipped = load_contract(COMMITTED)
+    model = tmp_path / COMMITTED.name
+    again = _written_again(shipped, model)
+    assert again.to_json() == COMMITTED.with_suffix(".json").read_text(encoding="utf-8")
+    assert (again.path, again.model_file) == (tmp_path / "emotion_int8.json", model)
+    staged = again.stage()
+    assert staged == tmp_path / "emotion_int8.json.tmp" and not again.path.exists()
+    staged.rename(again.path)
+    shutil.copy(COMMITTED, model)
+    back = load_contract(model)
+    assert (back.labels, back.input, back.output, back.sha256, back.precision, back.mirror_inside, back.metrics) == \
+        (shipped.labels, shipped.input, shipped.output, shipped.sha256, shipped.precision, shipped.mirror_inside,
+         shipped.metrics)
+
+
+def test_the_writer_refuses_what_the_reader_would(tmp_path):
+    """ModelContract.new checks what it writes as load_contract will: no contract the edge would refuse."""
+    if not COMMITTED.is_file():
+        pytest.skip(f"{COMMITTED.relative_to(ROOT)} is not committed yet (the lead ships it after training)")
+    shipped = load_contract(COMMITTED)
+    with pytest.raises(ContractError, match="not a grayscale image input"):
+        _written_again(shipped, tmp_path / "m.tflite", shape=(48, 48, 3))
+    with pytest.raises(ContractError, match="cannot name a CSV column"):
+        _written_again(shipped, tmp_path / "m.tflite", labels=("happy", "sad,angry"))

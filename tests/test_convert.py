@@ -168,6 +168,18 @@ def test_missing_calibration_data_is_rejected(tiny_keras_model, tmp_path, capsys
     assert "calibration data" in err and str(nowhere) in err and "DATA=" in err
 
 
+def test_an_output_dir_that_cannot_be_written_is_one_line_and_exit_2(tiny_keras_model, fer_root, tmp_path, capsys):
+    """convert.output_dir under a file: exit 2 and one line naming the folder and the fix, no traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out_dir = blocker / "models"
+    rc = _convert("--model", str(tiny_keras_model), *_cli_args(fer_root, out_dir))
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err == (f"error: cannot write {out_dir}: Not a directory. Make convert.output_dir writable "
+                   "(or pass --set convert.output_dir=DIR); nothing was replaced\n")
+
+
 def test_cli_process_exit_code_for_bad_config(tmp_path):
     """The real `python -m fer_edge.convert` process: config errors exit 2 naming the key."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -215,8 +227,8 @@ def test_mirror_inside_answers_for_a_face_and_its_mirror_in_one_invoke(mirrored_
                                                                         tiny_keras_model, fer_root):
     import keras
 
-    from fer_edge.common.classifier import TfliteModel
     from fer_edge.common.interpreter import make_interpreter
+    from fer_edge.common.model_runner import TfliteModel
     from fer_edge.train.metrics import predict_probs
     c, raw = load_contract(mirrored_tflite), json.loads(mirrored_tflite.with_suffix(".json").read_text())
     assert c.mirror_inside and raw["mirror_choice"]["mode"] == "true"
@@ -274,8 +286,8 @@ def test_a_final_fit_takes_the_mirror_choice_of_a_converted_model(mirrored_tflit
                                                                    fer_root, tmp_path):
     """convert.mirror set to a converted model: its choice, and the contract says whose it was."""
     from fer_edge.common.config import display_path
+    from fer_edge.convert.conversion import convert
     from fer_edge.convert.mirror import inherited
-    from fer_edge.convert.pipeline import convert
     from tests.conftest import tiny_config
     cfg = tiny_config(fer_root, tmp_path, **{"convert.model": str(tiny_keras_model),
                                              "convert.mirror": str(mirrored_tflite)})
@@ -295,7 +307,7 @@ def test_a_final_fit_takes_the_mirror_choice_of_a_converted_model(mirrored_tflit
 
 def test_auto_does_not_decide_the_mirror_on_faces_a_final_fit_trained_on(tiny_keras_model, fer_root, tmp_path):
     """A final fit (val_fraction 0) saw the hold-out: auto leaves the mirror out and says how to choose."""
-    from fer_edge.convert.pipeline import convert
+    from fer_edge.convert.conversion import convert
     from tests.conftest import as_final_fit, tiny_config
     final = as_final_fit(tiny_keras_model, tmp_path / "final-fit")
     cfg = tiny_config(fer_root, tmp_path / "out", **{"convert.model": str(final), "convert.mirror": "auto"})

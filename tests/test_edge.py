@@ -92,7 +92,7 @@ def test_edge_never_imports_tensorflow():
 
 # ---------------------------------------------------------------- classifier
 def test_classifier_checks_contract_and_returns_probabilities(tiny_tflite, face_crops, tmp_path):
-    from fer_edge.edge.classify import EmotionClassifier, ModelMismatchError
+    from fer_edge.edge.face_classifier import EmotionClassifier, ModelMismatchError
     clf = EmotionClassifier(tiny_tflite)
     assert clf.labels == LABELS
     probs = clf.classify([cv2.cvtColor(c, cv2.COLOR_BGR2GRAY) for c in face_crops] + [face_crops[0]])
@@ -120,14 +120,14 @@ def test_the_converters_gate_runs_the_model_as_the_edge_does(tiny_tflite, face_c
     """One code path: convert.verify's predictions are the edge classifier's, to the bit."""
     from fer_edge.common.preprocess import preprocess_face
     from fer_edge.convert.verify import tflite_predict
-    from fer_edge.edge.classify import EmotionClassifier
+    from fer_edge.edge.face_classifier import EmotionClassifier
     faces = np.stack([preprocess_face(c) for c in face_crops])
     edge = EmotionClassifier(tiny_tflite).classify(list(faces))
     np.testing.assert_array_equal(tflite_predict(tiny_tflite, faces), edge)
 
 
 def test_edge_never_mirrors_on_top_of_a_model_with_the_mirror_inside(mirrored_tflite, face_crops):
-    from fer_edge.edge.classify import EmotionClassifier
+    from fer_edge.edge.face_classifier import EmotionClassifier
     clf = EmotionClassifier(mirrored_tflite, flip_tta=True)
     assert clf.mirror_inside and not clf.flip_tta
     calls = []
@@ -140,7 +140,7 @@ def test_edge_never_mirrors_on_top_of_a_model_with_the_mirror_inside(mirrored_tf
 
 def test_classifier_flip_tta_averages_the_face_and_its_mirror(tiny_tflite, face_crops, pipeline_factory):
     from fer_edge.common.preprocess import preprocess_face
-    from fer_edge.edge.classify import EmotionClassifier
+    from fer_edge.edge.face_classifier import EmotionClassifier
     plain, tta = EmotionClassifier(tiny_tflite), EmotionClassifier(tiny_tflite, flip_tta=True)
     for crop in face_crops:
         face = preprocess_face(crop)                   # 48x48: classify() passes it through unchanged
@@ -501,7 +501,7 @@ def test_pipeline_accuracy_on_real_fer_faces(fer_root):
     model = ROOT / "models" / "emotion_int8.tflite"
     if not model.is_file():
         pytest.skip(f"{model} not present yet (the trained model is committed by the lead)")
-    from fer_edge.edge.classify import EmotionClassifier
+    from fer_edge.edge.face_classifier import EmotionClassifier
     from fer_edge.edge.pipeline import Pipeline
     cfg = load_config(None, [("edge.model", str(model))])
     pipe, clf = Pipeline.from_config(cfg), EmotionClassifier(model)

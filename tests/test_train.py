@@ -319,6 +319,23 @@ def test_a_teacher_that_trained_on_the_validation_faces_is_flagged(tmp_path, tin
     assert "cannot tell" in validation_warning(final / "model.keras")
 
 
+def test_measuring_a_final_fit_on_validation_warns_then_measures_every_model(tmp_path, tiny_keras_model, fer_root,
+                                                                           capsys):
+    """`teachers --split val` with a model that trained on those faces: its warning, then each model's
+    figures and the ensemble's, as for any other models."""
+    from fer_edge.train.teachers import main
+    from tests.conftest import as_final_fit
+    final = as_final_fit(tiny_keras_model, tmp_path / "final-fit")
+    rc = main([str(final), str(tiny_keras_model), "--data", str(fer_root), "--set", "data.max_per_class=40",
+               "--set", f"data.cache_dir={ROOT / '.cache' / 'fer2013'}", "--split", "val"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    warned = [i for i, line in enumerate(out.splitlines()) if "trained on the validation hold-out too" in line]
+    measured = [i for i, line in enumerate(out.splitlines()) if "with the mirror accuracy" in line]
+    assert len(warned) == 1 and len(measured) == 3 and warned[0] < measured[0], out
+    assert out.count(f"{final}: accuracy") == 1 and "ensemble of 2 (mean of probabilities)" in out
+
+
 def _distill(recipe: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fer_edge.train.distill", str(recipe)], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=900)

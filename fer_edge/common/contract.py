@@ -1,4 +1,5 @@
-"""The model contract: the sidecar JSON written by convert/ and read by everything downstream.
+"""The model contract: the sidecar JSON the converter writes (``ModelContract.new(...).stage()``) and
+everything downstream reads (``load_contract``). Its keys are written and read here only.
 
 ``models/emotion_int8.tflite`` comes with ``models/emotion_int8.json``. The edge takes labels,
 input geometry and quantisation from here (cross-checked against the interpreter), never from a
@@ -9,12 +10,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from fer_edge.common.invocation import convert_hint, model_option
 
 SCHEMA_VERSION = 1
+PIXELS = "grayscale 0-255, raw (the model rescales)"     # what the input tensor takes
 
 # CPython's built-in SHA-256 (as the stdlib's own `random` module does for SHA-512): hashlib would load
 # OpenSSL's libcrypto, about 3 MB of resident memory on the edge, for one hash at start.
@@ -40,6 +43,7 @@ class Quant:
 
 @dataclass(frozen=True)
 class ModelContract:
+    """A model's contract: read with ``load_contract``, made by the converter with ``ModelContract.new``."""
     path: Path                       # the JSON file itself
     model_file: Path                 # the .tflite next to it
     labels: tuple[str, ...]
@@ -50,7 +54,7 @@ class ModelContract:
     output: Quant
     sha256: str
     precision: str
-    raw: dict[str, Any] = field(repr=False, compare=False)
+    raw: dict[str, Any] = field(repr=False, compare=False)     # the whole JSON, as read or to be written
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -61,6 +65,46 @@ class ModelContract:
     def mirror_inside(self) -> bool:
         """The model averages each face with its mirror image itself (``convert.mirror``)."""
         return self.raw.get("mirror_average", False) is True
+
+    @classmethod
+    def new(cls, model_file: Path, *, labels: tuple[str, ...], label_source: str, output_adjust: dict[str, Any],
+            shape: tuple[int, int, int], input: Quant, output: Quant, precision: str, sha256: str, size_bytes: int,
+            ops: list[dict[str, Any]], min_runtime_version: str | None, mirror_inside: bool,
+            mirror_choice: dict[str, Any], source: dict[str, Any], calibration: dict[str, Any] | None,
+            metrics: dict[str, Any], tools: dict[str, str], created: str | None = None) -> ModelContract:
+        """The contract of a model just converted into ``model_file`` (the converter's): ``shape`` is the
+        input's (height, width, channels); ``output_adjust``, ``mirror_choice``, ``source``, ``calibration``,
+        ``metrics`` and ``tools`` record how it was made. Checked as every reader checks it."""
+        height, width, channels = shape
+        raw: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "labels": list(labels),
+            "label_source": label_source,
+            "output_adjust": output_adjust,
+            "input": {"height": height, "width": width, "channels": channels, **_quant_json(input), "pixels": PIXELS},
+            "output": _quant_json(output),
+            "tflite": {"file": Path(model_file).name, "sha256": sha256, "size_bytes": size_bytes, "ops": ops,
+                       "min_runtime_version": min_runtime_version},
+            "precision": precision,
+            "mirror_average": mirror_inside,
+            "mirror_choice": mirror_choice,
+            "source": source,
+            "calibration": calibration,
+            "metrics": metrics,
+            "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "tools": tools,
+        }
+        return parse_contract(raw, contract_path_for(model_file), model_file=Path(model_file))
+
+    def to_json(self) -> str:
+        return json.dumps(self.raw, indent=2) + "\n"
+
+    def stage(self) -> Path:
+        """Write the contract to a temporary file beside ``path`` and return that file's path (the
+        caller renames it to ``path`` after the model it describes)."""
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        return tmp
 
 
 LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_ .-]{0,63}")
@@ -88,6 +132,10 @@ def _require(d: dict[str, Any], key: str, typ: type, where: str, path: Path) -> 
     if not isinstance(val, typ) or (typ is int and isinstance(val, bool)):
         raise ContractError(f"{path}: '{where}{key}' = {val!r} should be {typ.__name__}. Re-create it with {convert_hint()}.")
     return val
+
+
+def _quant_json(q: Quant) -> dict[str, Any]:
+    return {"dtype": q.dtype, "scale": q.scale, "zero_point": q.zero_point}
 
 
 def _quant(d: dict[str, Any], where: str, path: Path) -> Quant:
@@ -154,12 +202,3 @@ def load_contract(model_path: str | Path, verify_sha256: bool = True) -> ModelCo
                                 f"!= {c.sha256[:12]}... The model file was changed or corrupted; "
                                 f"copy both files again or re-run {convert_hint()}.")
     return c
-
-
-def stage_contract(data: dict[str, Any], path: str | Path) -> Path:
-    """Write the contract for ``path`` to a temporary file beside it and return that file's path
-    (the caller renames it, after the model it describes)."""
-    path = Path(path)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"schema_version": SCHEMA_VERSION, **data}, indent=2) + "\n", encoding="utf-8")
-    return tmp

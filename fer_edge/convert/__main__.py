@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         exit_on_config_error(exc)
 
     from fer_edge.convert.errors import ConvertInputError, ParityError
-    from fer_edge.convert.pipeline import convert, print_error
+    from fer_edge.convert.conversion import convert, print_error
     try:
         convert(cfg)
     except ConvertInputError as exc:

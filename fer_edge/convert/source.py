@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from fer_edge.common.labels import LABEL_SETS
 from fer_edge.common.preprocess import INPUT_SIZE
@@ -32,7 +33,7 @@ def run_info(model_path: Path) -> dict:
     """The training run a model came from (its directory and architecture), when known."""
     state = model_path.parent / STATE_FILE
     from fer_edge.common.config import display_path
-    info = {"run_dir": display_path(model_path.parent), "arch": None}
+    info: dict[str, Any] = {"run_dir": display_path(model_path.parent), "arch": None}
     if state.is_file():
         try:
             st = json.loads(state.read_text())

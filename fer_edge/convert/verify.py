@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.common.classifier import TfliteModel
+from fer_edge.common.model_runner import TfliteModel
 
 
 def tflite_predict(model_path: Path, x: np.ndarray, num_threads: int = 1) -> np.ndarray:

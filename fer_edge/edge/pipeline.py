@@ -15,8 +15,8 @@ import numpy as np
 
 from fer_edge.common.config import Config, resolve_path
 from fer_edge.common.preprocess import to_gray
-from fer_edge.edge.classify import EmotionClassifier
 from fer_edge.edge.detect import Detector, make_detector
+from fer_edge.edge.face_classifier import EmotionClassifier
 from fer_edge.edge.framing import crop_face
 from fer_edge.edge.tracking import IouTracker, Smoother
 from fer_edge.edge.types import Box, Detection, Face, Frame, FrameResult

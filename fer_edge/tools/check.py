@@ -10,12 +10,12 @@ import logging
 import sys
 from pathlib import Path
 
-from fer_edge.common.classifier import check_model
 from fer_edge.common.config import config_help
 from fer_edge.common.contract import ContractError
 from fer_edge.common.helptext import summary
 from fer_edge.common.interpreter import ModelLoadError, runtime_name
 from fer_edge.common.invocation import prog
+from fer_edge.common.model_runner import check_model
 
 log = logging.getLogger(__name__)
 

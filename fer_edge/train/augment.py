@@ -21,6 +21,37 @@ def _box_mask(h, w, y0, y1, x0, x1):
             (cols >= x0[:, None, None]) & (cols < x1[:, None, None]))
 
 
+def _photometric(gen: tf.random.Generator, bright: float, contrast: float):
+    """Brightness and contrast jitter of each image, its random numbers drawn from ``gen``."""
+    def photometric(x):
+        b = tf.shape(x)[0]
+        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+        cf = tf.reshape(gen.uniform([b], 1.0 - contrast, 1.0 + contrast), [-1, 1, 1, 1])
+        bf = tf.reshape(gen.uniform([b], -bright, bright) * 255.0, [-1, 1, 1, 1])
+        return tf.clip_by_value((x - mean) * cf + mean + bf, 0.0, 255.0)
+    return photometric
+
+
+def _erase(gen: tf.random.Generator, erase_p: float):
+    """Random erasing: with probability ``erase_p`` a box of noise (2-25% of the face) per image."""
+    def erase(x):
+        b = tf.shape(x)[0]
+        h, w = tf.shape(x)[1], tf.shape(x)[2]
+        hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+        area = gen.uniform([b], 0.02, 0.25) * hf * wf
+        log_r = gen.uniform([b], math.log(0.3), math.log(3.3))
+        eh = tf.clip_by_value(tf.sqrt(area * tf.exp(log_r)), 1.0, hf)
+        ew = tf.clip_by_value(tf.sqrt(area / tf.exp(log_r)), 1.0, wf)
+        y0 = gen.uniform([b], 0.0, 1.0) * (hf - eh)
+        x0 = gen.uniform([b], 0.0, 1.0) * (wf - ew)
+        inside = _box_mask(h, w, y0, y0 + eh, x0, x0 + ew)
+        apply = (gen.uniform([b], 0.0, 1.0) < erase_p)[:, None, None]
+        mask = tf.cast(inside & apply, tf.float32)[..., None]
+        noise = gen.uniform(tf.shape(x), 0.0, 255.0)
+        return x * (1.0 - mask) + noise * mask
+    return erase
+
+
 def make_augment(aug: AugmentConfig, seed: int):
     """Return ``fn(images) -> images`` for a batch of float32 images in 0..255."""
     rot = math.radians(aug.rotation_deg)
@@ -53,28 +84,7 @@ def make_augment(aug: AugmentConfig, seed: int):
             images=x, transforms=transforms, output_shape=tf.shape(x)[1:3], fill_value=0.0,
             interpolation="BILINEAR", fill_mode="REFLECT")
 
-    def photometric(x):
-        b = tf.shape(x)[0]
-        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-        cf = tf.reshape(gen.uniform([b], 1.0 - contrast, 1.0 + contrast), [-1, 1, 1, 1])
-        bf = tf.reshape(gen.uniform([b], -bright, bright) * 255.0, [-1, 1, 1, 1])
-        return tf.clip_by_value((x - mean) * cf + mean + bf, 0.0, 255.0)
-
-    def erase(x):
-        b = tf.shape(x)[0]
-        h, w = tf.shape(x)[1], tf.shape(x)[2]
-        hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
-        area = gen.uniform([b], 0.02, 0.25) * hf * wf
-        log_r = gen.uniform([b], math.log(0.3), math.log(3.3))
-        eh = tf.clip_by_value(tf.sqrt(area * tf.exp(log_r)), 1.0, hf)
-        ew = tf.clip_by_value(tf.sqrt(area / tf.exp(log_r)), 1.0, wf)
-        y0 = gen.uniform([b], 0.0, 1.0) * (hf - eh)
-        x0 = gen.uniform([b], 0.0, 1.0) * (wf - ew)
-        inside = _box_mask(h, w, y0, y0 + eh, x0, x0 + ew)
-        apply = (gen.uniform([b], 0.0, 1.0) < erase_p)[:, None, None]
-        mask = tf.cast(inside & apply, tf.float32)[..., None]
-        noise = gen.uniform(tf.shape(x), 0.0, 255.0)
-        return x * (1.0 - mask) + noise * mask
+    photometric, erase = _photometric(gen, bright, contrast), _erase(gen, erase_p)
 
     def fn(x):
         x = affine(x)

@@ -40,11 +40,13 @@ def prune(run_dir: Path, keep: int, done: int) -> None:
 
 def average_weights(model, files: list[Path]) -> list[np.ndarray]:
     """The element-wise mean of the weight files (loaded one at a time into ``model``)."""
-    total = None
+    total: list[np.ndarray] | None = None
     for f in files:
         model.load_weights(f)
         w = [np.asarray(v, np.float64) for v in model.get_weights()]
         total = w if total is None else [a + b for a, b in zip(total, w)]
+    if total is None:
+        raise ValueError("no weight files to average")
     return [(t / len(files)).astype(np.float32) for t in total]
 
 

@@ -10,12 +10,12 @@ Decoded arrays are cached in ``data.cache_dir`` under a key made from the source
 """
 from __future__ import annotations
 
-import logging
 import csv
 import hashlib
+import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,48 +24,13 @@ from fer_edge.common.config import DataConfig, resolve_path
 from fer_edge.common.labels import CSV_CODE_TO_LABEL, LABEL_INDEX, LABEL_SETS, LABELS
 from fer_edge.common.preprocess import INPUT_SIZE, preprocess_face
 from fer_edge.train import ferplus
+from fer_edge.train.splits import DataError, FerData, Split
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 SPLIT_PREFIXES = ("Training_", "PublicTest_", "PrivateTest_")
-
-
-class DataError(ValueError):
-    """The dataset's structure is wrong; the message says where and what to do."""
-
-
-@dataclass
-class Split:
-    x: np.ndarray            # (N, 48, 48) uint8
-    y: np.ndarray            # (N,) int64 indices into labels: the label scored (FER+: the annotators' majority)
-    names: np.ndarray        # (N,) str, file name or csv row id
-    labels: tuple[str, ...] = LABELS
-    t: np.ndarray | None = None      # (N, len(labels)) float32 training targets (FER+: the vote distribution)
-    y13: np.ndarray | None = None    # (N,) FER-2013's own single label, where labels are FER+'s
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
-
-    def counts(self) -> list[int]:
-        return np.bincount(self.y, minlength=len(self.labels)).tolist()
-
-    def take(self, idx: np.ndarray) -> "Split":
-        return Split(self.x[idx], self.y[idx], self.names[idx], self.labels,
-                     None if self.t is None else self.t[idx], None if self.y13 is None else self.y13[idx])
-
-
-@dataclass
-class FerData:
-    train: Split
-    val: Split
-    test: Split
-    form: str
-    source: str
-    skipped: dict = field(default_factory=dict)
-    labels: tuple[str, ...] = LABELS
-    test13: Split | None = None      # FER+ labels: the whole test split under FER-2013's single labels
 
 
 # ---------------------------------------------------------------- detection
@@ -145,7 +110,7 @@ def _load_folders(train_dir: Path, test_dir: Path) -> tuple[Split, Split, dict, 
     _fingerprint_files(ftest, h)
     key = h.hexdigest()[:24]
 
-    def decode():
+    def decode() -> tuple[Split, Split, dict[str, list[str]]]:
         bad: list[str] = []
         tr = _decode_files(ftrain, train_dir, bad)
         te = _decode_files(ftest, test_dir, bad)
@@ -210,8 +175,8 @@ def _cached(key: str, decode):
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, xtr=tr.x, ytr=tr.y, ntr=tr.names, xte=te.x, yte=te.y, nte=te.names,
-                 **{f"skip_{k}": np.asarray(v, dtype=str) for k, v in skipped.items()})
+        skips: dict[str, Any] = {f"skip_{k}": np.asarray(v, dtype=str) for k, v in skipped.items()}
+        np.savez(tmp, xtr=tr.x, ytr=tr.y, ntr=tr.names, xte=te.x, yte=te.y, nte=te.names, **skips)
         os.replace(tmp, path)
     return tr, te, skipped
 
@@ -258,67 +223,6 @@ def _cap_per_class(s: Split, n: int, seed: int) -> Split:
     return s.take(np.sort(np.concatenate(keep)))
 
 
-# ---------------------------------------------------------------- FER+ labels
-def _rel_paths(s: Split, folder: str) -> list[str]:
-    return [f"{folder}/{LABELS[y]}/{n}" for y, n in zip(s.y.tolist(), s.names.tolist())]
-
-
-def _with_ferplus(s: Split, rel: list[str], row_of: dict[str, int], votes: ferplus.Votes, blend: float,
-                  scored: bool) -> tuple[Split, int]:
-    """FER+'s labels for one split: ``scored`` splits (validation, test) keep the faces with a majority
-    label (FER+'s protocol) and their vote distribution, training keeps the faces with a vote distribution
-    and learns (1 - blend) x it + blend x FER-2013's own label. Returns the split and the faces left out."""
-    k = len(ferplus.FERPLUS_LABELS)
-    keep, ys, ts = [], [], []
-    for i, p in enumerate(rel):
-        row = row_of.get(p)
-        if row is None:
-            continue
-        dist = ferplus.distribution(votes.counts[row])
-        label = ferplus.majority(votes.counts[row]) if scored else None
-        if (label if scored else dist) is None:
-            continue
-        if dist is None:                    # a majority but no distribution: scored on its majority alone
-            target = np.eye(k, dtype=np.float32)[label]
-        elif scored:                        # scored splits keep the annotators' own distribution
-            target = dist
-        else:
-            target = dist * (1.0 - blend)
-            target[int(s.y[i])] += blend
-        keep.append(i)
-        ys.append(label if scored else int(target.argmax()))
-        ts.append(target)
-    idx = np.asarray(keep, np.int64)
-    out = Split(s.x[idx], np.asarray(ys, np.int64), s.names[idx], ferplus.FERPLUS_LABELS,
-                np.stack(ts) if ts else np.zeros((0, k), np.float32), s.y[idx])
-    return out, len(s) - len(out)
-
-
-def read_votes_for(csv_path: Path, train: Split, test: Split) -> ferplus.Votes:
-    """The vote file, checked against the whole Kaggle listing: every row must name one of its images."""
-    try:
-        votes = ferplus.read_votes(csv_path)
-    except ferplus.VotesError as exc:
-        raise DataError(str(exc)) from None
-    known = set(_rel_paths(train, "train")) | set(_rel_paths(test, "test"))
-    for p, line in zip(votes.paths, votes.lines):
-        if p not in known:
-            raise DataError(f"{votes.source}:{line}: {p[:120]!r} names no image of {csv_path.parent}; the vote file "
-                            "must belong to this copy of FER-2013 (paths relative to data.root)")
-    return votes
-
-
-def apply_ferplus(train: Split, val: Split, test: Split, votes: ferplus.Votes,
-                  blend: float) -> tuple[Split, Split, Split, dict]:
-    """FER+'s labels for the Kaggle splits (train and val carved from train/, test from test/)."""
-    rel = {"train": _rel_paths(train, "train"), "val": _rel_paths(val, "train"), "test": _rel_paths(test, "test")}
-    row_of = {p: i for i, p in enumerate(votes.paths)}
-    out = {name: _with_ferplus(s, rel[name], row_of, votes, blend, scored=name != "train")
-           for name, s in (("train", train), ("val", val), ("test", test))}
-    return out["train"][0], out["val"][0], out["test"][0], {
-        "rows": len(votes.paths), "left_out": {k: v[1] for k, v in out.items()}}
-
-
 def load_fer(root: str | Path, cache_dir: str | Path | None = None, val_fraction: float = 0.1,
              seed: int = 1337, test_subset: str = "all", max_per_class: int = 0,
              verbose: bool = True, labels: str = "fer2013", ferplus_csv: str | Path | None = None,
@@ -337,7 +241,7 @@ def load_fer(root: str | Path, cache_dir: str | Path | None = None, val_fraction
     elif form == "kaggle":
         tr, te, skipped, _ = _load_folders(path / "train", path / "test")
         if labels == "ferplus":
-            votes = read_votes_for(Path(ferplus_csv) if ferplus_csv else path / "ferplus.csv", tr, te)
+            votes = ferplus.read_votes_for(Path(ferplus_csv) if ferplus_csv else path / "ferplus.csv", tr, te)
     else:
         tr, te, skipped, _ = _load_folders(path / "train", path / "validation")
     te = _filter_subset(te, test_subset)
@@ -354,7 +258,7 @@ def load_fer(root: str | Path, cache_dir: str | Path | None = None, val_fraction
             raise DataError(f"{path}: FER+ labels need FER-2013 as Kaggle folders (train/, test/), the layout its "
                             "vote file names; use --set data.labels=fer2013 for this copy")
         test13 = te
-        train, val, te, left_out = apply_ferplus(train, val, te, votes, label_blend)
+        train, val, te, left_out = ferplus.apply_ferplus(train, val, te, votes, label_blend)
     data = FerData(train, val, te, form=form, source=str(path), skipped=skipped,
                    labels=LABEL_SETS[labels], test13=test13)
     if verbose:

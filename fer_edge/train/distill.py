@@ -97,6 +97,7 @@ def _run(cmd: list[str], log: Path, mode: str = "w") -> int:
     print("$ " + " ".join(cmd[2:] if cmd[0] == sys.executable else cmd), flush=True)
     with open(log, mode, encoding="utf-8") as fh:
         p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert p.stdout is not None             # stdout=PIPE
         for line in p.stdout:
             print(line, end="", flush=True)
             fh.write(line)

@@ -10,6 +10,8 @@ The votes are processed as FER+'s reference code (``src/ferplus.py``) does:
 - ``majority`` (FER+'s evaluation protocol): single votes dropped, the top emotion must hold more than
   half of the remaining votes (unknown and not-a-face counted); otherwise, or when the top is unknown or
   not-a-face, the face is left out.
+
+``read_votes_for`` and ``apply_ferplus`` give the Kaggle folders' splits these labels (``train.data``).
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.common.labels import FERPLUS_LABELS
+from fer_edge.common.labels import FERPLUS_LABELS, LABELS
+from fer_edge.train.splits import DataError, Split
 
 VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
 EMOTIONS = 8                                     # the first eight vote columns; then unknown, not-a-face
@@ -115,3 +118,65 @@ def majority(votes: np.ndarray) -> int | None:
     if total <= 0 or raw[i] <= 0.5 * total or i >= EMOTIONS:
         return None
     return int(COLUMN_TO_LABEL[i])
+
+
+# ---------------------------------------------------------------- FER+ labels of the Kaggle splits
+def _rel_paths(s: Split, folder: str) -> list[str]:
+    return [f"{folder}/{LABELS[y]}/{n}" for y, n in zip(s.y.tolist(), s.names.tolist())]
+
+
+def _with_ferplus(s: Split, rel: list[str], row_of: dict[str, int], votes: Votes, blend: float,
+                  scored: bool) -> tuple[Split, int]:
+    """FER+'s labels for one split: ``scored`` splits (validation, test) keep the faces with a majority
+    label (FER+'s protocol) and their vote distribution, training keeps the faces with a vote distribution
+    and learns (1 - blend) x it + blend x FER-2013's own label. Returns the split and the faces left out."""
+    k = len(FERPLUS_LABELS)
+    keep, ys, ts = [], [], []
+    for i, p in enumerate(rel):
+        row = row_of.get(p)
+        if row is None:
+            continue
+        dist = distribution(votes.counts[row])
+        label = majority(votes.counts[row]) if scored else None
+        if (label if scored else dist) is None:
+            continue
+        target: np.ndarray
+        if dist is None:                    # a majority but no distribution: scored on its majority alone
+            target = np.eye(k, dtype=np.float32)[label]
+        elif scored:                        # scored splits keep the annotators' own distribution
+            target = dist
+        else:
+            target = dist * (1.0 - blend)
+            target[int(s.y[i])] += blend
+        keep.append(i)
+        ys.append(label if scored else int(target.argmax()))
+        ts.append(target)
+    idx = np.asarray(keep, np.int64)
+    out = Split(s.x[idx], np.asarray(ys, np.int64), s.names[idx], FERPLUS_LABELS,
+                np.stack(ts) if ts else np.zeros((0, k), np.float32), s.y[idx])
+    return out, len(s) - len(out)
+
+
+def read_votes_for(csv_path: Path, train: Split, test: Split) -> Votes:
+    """The vote file, checked against the whole Kaggle listing: every row must name one of its images."""
+    try:
+        votes = read_votes(csv_path)
+    except VotesError as exc:
+        raise DataError(str(exc)) from None
+    known = set(_rel_paths(train, "train")) | set(_rel_paths(test, "test"))
+    for p, line in zip(votes.paths, votes.lines):
+        if p not in known:
+            raise DataError(f"{votes.source}:{line}: {p[:120]!r} names no image of {csv_path.parent}; the vote file "
+                            "must belong to this copy of FER-2013 (paths relative to data.root)")
+    return votes
+
+
+def apply_ferplus(train: Split, val: Split, test: Split, votes: Votes,
+                  blend: float) -> tuple[Split, Split, Split, dict]:
+    """FER+'s labels for the Kaggle splits (train and val carved from train/, test from test/)."""
+    rel = {"train": _rel_paths(train, "train"), "val": _rel_paths(val, "train"), "test": _rel_paths(test, "test")}
+    row_of = {p: i for i, p in enumerate(votes.paths)}
+    out = {name: _with_ferplus(s, rel[name], row_of, votes, blend, scored=name != "train")
+           for name, s in (("train", train), ("val", val), ("test", test))}
+    return out["train"][0], out["val"][0], out["test"][0], {
+        "rows": len(votes.paths), "left_out": {k: v[1] for k, v in out.items()}}

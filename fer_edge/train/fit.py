@@ -154,13 +154,30 @@ def run(cfg: Config, fresh: bool = False, config_path: Path | None = None, finis
     runs_dir = resolve_path(cfg.train.runs_dir)
     run_dir = pick_run(runs_dir, cfg.train.arch, fresh, finish, extend)
     resuming = run_dir is not None
-    if resuming:
+    if run_dir is not None:
         cfg, state = reopen(run_dir, cfg, set_keys, extend or new_epochs, extend, finish)
     # the data first: a missing or broken dataset must not leave an empty run directory behind
     data = load_configured(cfg.data)
-    if not resuming:
+    if run_dir is None:
         run_dir, state = start_run(runs_dir, cfg)
     return fit(run_dir, cfg, state, data, resuming, finish)
+
+
+def _soft_targets(cfg: Config, data: FerData, state: dict):
+    """The teachers' soft targets of the training faces (``teacher.models``), recorded in the run's state."""
+    from fer_edge.train.teachers import soft_targets
+    try:
+        soft = soft_targets(data.train.x, data.train.y, cfg.teacher, resolve_path)
+    except FileNotFoundError as exc:
+        raise TrainError(str(exc)) from None
+    if soft.shape[1] != len(data.labels):
+        raise TrainError(f"teacher.models answer in {soft.shape[1]} classes and data.labels "
+                         f"{cfg.data.labels!r} has {len(data.labels)}: use teachers trained on the same labels")
+    state["teacher"] = {"models": list(cfg.teacher.models), "temperature": cfg.teacher.temperature,
+                        "hard_weight": cfg.teacher.hard_weight, "mirror": cfg.teacher.mirror}
+    print(f"distilling from {len(cfg.teacher.models)} teacher(s), temperature {cfg.teacher.temperature}, "
+          f"hard label weight {cfg.teacher.hard_weight}")
+    return soft
 
 
 def fit(run_dir: Path, cfg: Config, state: dict, data: FerData, resuming: bool, finish: bool = False) -> Path:
@@ -187,20 +204,7 @@ def fit(run_dir: Path, cfg: Config, state: dict, data: FerData, resuming: bool, 
         print(f"finishing {run_dir} after epoch {state['epoch']}/{tcfg.epochs} with its best checkpoint")
         finalize(run_dir, cfg, data, state)
         return run_dir
-    soft = None
-    if cfg.teacher.models:
-        from fer_edge.train.teachers import soft_targets
-        try:
-            soft = soft_targets(data.train.x, data.train.y, cfg.teacher, resolve_path)
-        except FileNotFoundError as exc:
-            raise TrainError(str(exc)) from None
-        if soft.shape[1] != len(data.labels):
-            raise TrainError(f"teacher.models answer in {soft.shape[1]} classes and data.labels "
-                             f"{cfg.data.labels!r} has {len(data.labels)}: use teachers trained on the same labels")
-        state["teacher"] = {"models": list(cfg.teacher.models), "temperature": cfg.teacher.temperature,
-                            "hard_weight": cfg.teacher.hard_weight, "mirror": cfg.teacher.mirror}
-        print(f"distilling from {len(cfg.teacher.models)} teacher(s), temperature {cfg.teacher.temperature}, "
-              f"hard label weight {cfg.teacher.hard_weight}")
+    soft = _soft_targets(cfg, data, state) if cfg.teacher.models else None
     train_ds, val_ds = make_datasets(data, tcfg, stream_seed, soft, cfg.teacher.hard_weight)
     steps = int(tf.data.experimental.cardinality(train_ds).numpy())
     if resuming:

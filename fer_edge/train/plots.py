@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -33,7 +34,7 @@ def plot_class_distribution(data, out: Path) -> Path:
     return out
 
 
-def plot_history(history_csv: Path, out: Path, restarts: list[int] = ()) -> Path:
+def plot_history(history_csv: Path, out: Path, restarts: Sequence[int] = ()) -> Path:
     """Loss and accuracy curves from Keras' CSVLogger file; ``restarts``: epochs after which the
     schedule was restarted (``make train EXTEND=N``), drawn as dashed lines."""
     with open(history_csv, newline="") as fh:

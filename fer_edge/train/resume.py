@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -22,7 +23,7 @@ RESUME_SAFE = ("train.early_stopping_patience", "train.plateau_patience", "train
 
 
 def _get(cfg: dict, key: str):
-    node = cfg
+    node: Any = cfg
     for part in key.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     return node

@@ -36,7 +36,7 @@ def model_probs(path: Path, x: np.ndarray, mirror: bool = False) -> np.ndarray:
     ``mirror``, the mean over each face and its mirror image (a model with the mirror inside already is)."""
     path = Path(path)
     if path.suffix == ".tflite":
-        from fer_edge.common.classifier import TfliteModel
+        from fer_edge.common.model_runner import TfliteModel
         from fer_edge.common.contract import load_contract
         model = TfliteModel(path)
         predict = model.probs_batch
@@ -48,7 +48,7 @@ def model_probs(path: Path, x: np.ndarray, mirror: bool = False) -> np.ndarray:
         from fer_edge.train.model import to_float32
         net = to_float32(keras.models.load_model(path, compile=False))
         predict = lambda faces: predict_probs(net, faces)      # noqa: E731
-    probs = predict(x).astype(np.float32)
+    probs: np.ndarray = predict(x).astype(np.float32)
     if mirror:
         probs = (probs + predict(np.ascontiguousarray(x[:, :, ::-1])).astype(np.float32)) / 2
     return probs
@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.split == "val":
         for m in args.models:
-            if (line := validation_warning(m)) is not None:
-                print(line)
+            if (warning := validation_warning(m)) is not None:
+                print(warning)
     runs = {m: (model_probs(m, split.x), model_probs(m, split.x, mirror=True)) for m in args.models}
 
     def line(probs: np.ndarray) -> str:

@@ -1,7 +1,7 @@
 """The one code path that runs the emotion model: check it against its contract, quantise the face,
 invoke, dequantise.
 
-The edge (``edge.classify.EmotionClassifier``), the converter's parity gate and latency figure, and
+The edge (``edge.face_classifier.EmotionClassifier``), the converter's parity gate and latency figure, and
 the model check a Pi runs at install time (``tools.check``) all go through ``TfliteModel``, so the gate
 tests the code the edge runs.
 """

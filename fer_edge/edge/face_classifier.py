@@ -1,7 +1,7 @@
 """Emotion classification of face crops with the int8 TFLite model, checked against its contract at load.
 
 One interpreter for the whole run (building one per frame is the classic Pi mistake). The model is
-run by ``common.classifier.TfliteModel``, the same code the converter's parity gate measures; a model
+run by ``common.model_runner.TfliteModel``, the same code the converter's parity gate measures; a model
 swapped without its contract is caught at start, not by wrong labels in the log.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_edge.common.classifier import ModelMismatchError, TfliteModel
 from fer_edge.common.contract import ContractError, load_contract
+from fer_edge.common.model_runner import ModelMismatchError, TfliteModel
 from fer_edge.common.preprocess import preprocess_face
 
 
