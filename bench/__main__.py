@@ -28,6 +28,12 @@ def _sections(text: str) -> dict[str, str]:
     return {parts[i]: parts[i + 1].rstrip() + "\n" for i in range(1, len(parts) - 1, 2)}
 
 
+def _write(sections: dict[str, str]) -> None:
+    head = ("# Benchmarks\n\nAll figures are measured by `make bench` (`python -m bench`) on the machine named in each "
+            "section; nothing here is typed by hand. Re-run to refresh a section.\n\n")
+    OUT.write_text(head + "\n".join(MARK.format(k) + "\n" + v for k, v in sorted(sections.items())))
+
+
 def main(argv=None) -> int:
     names = sorted(m.name[6:] for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.startswith("bench_"))
     ap = argparse.ArgumentParser(prog="python -m bench")
@@ -49,9 +55,8 @@ def main(argv=None) -> int:
         new[name] = (f"## {mod.TITLE}\n\n_Measured {stamp} on {platform.machine()}, {platform.python_version()}, "
                      f"in {time.time() - t0:.0f} s. Reproduce: `make bench ARGS=\"--only {name}\"`._\n\n{body.rstrip()}\n")
         print(body, flush=True)
-    head = ("# Benchmarks\n\nAll figures are measured by `make bench` (`python -m bench`) on the machine named in each "
-            "section; nothing here is typed by hand. Re-run to refresh a section.\n\n")
-    OUT.write_text(head + "\n".join(MARK.format(k) + "\n" + v for k, v in sorted(new.items())))
+        _write(new)                 # after each section: a later benchmark that fails keeps what was measured
+    _write(new)
     print(f"wrote {OUT}" + (f" (kept the sections of {', '.join(skipped)}: not measured here)" if skipped else ""))
     return 0
 

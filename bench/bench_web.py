@@ -36,11 +36,15 @@ def _free_port() -> int:
 def _get(port: int, path: str, timeout: float = 5.0) -> bytes:
     """A plain HTTP/1.0 GET (no client library in the loop's way)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n".encode())
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
         data = b""
         while chunk := s.recv(65536):
             data += chunk
-    return data.split(b"\r\n\r\n", 1)[1]
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+    if " 200 " not in status:
+        raise RuntimeError(f"GET {path}: {status} {body[:200]!r}")
+    return body
 
 
 def _metrics(port: int) -> dict[str, float]:
@@ -61,7 +65,7 @@ class Reader(threading.Thread):
 
     def run(self) -> None:
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
-            s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: bench\r\n\r\n")
+            s.sendall(f"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n\r\n".encode())
             tail = b""
             while not self.stop.is_set():
                 chunk = s.recv(65536)
