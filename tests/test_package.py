@@ -77,6 +77,9 @@ def test_wheel_metadata(wheel):
     assert any("tensorflow-cpu==2.21.*" in line for line in meta.splitlines() if 'extra == "train"' in line)
     assert "License-Expression: Apache-2.0" in meta.splitlines()
     assert not any(n.startswith(("tests/", "bench/", "train/", "edge/", "common/")) for n in names)
+    packages = sorted(p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "fer_edge").rglob("__init__.py"))
+    missing = [p for p in packages if f"{p}/__init__.py" not in names]
+    assert len(packages) >= 10 and not missing, f"packages left out of the wheel (pyproject.toml's list): {missing}"
 
 
 def test_wheel_carries_the_package_data(installed):
